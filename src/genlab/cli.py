@@ -1,0 +1,129 @@
+"""``genlab <stage> ...``: parses arguments, loads params, calls one library function.
+
+Exit codes: 0 success; 2 bad input (params, names, missing files), with one paragraph naming what
+was wrong and what is allowed; 1 a run that failed (e.g. a diverging loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genlab", description=__doc__.splitlines()[0])
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument(
+        "-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a params key, e.g. -S variants.vae.beta=4 (repeatable)",
+    )  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("prepare", help="build data/prepared/<dataset>").add_argument(
+        "dataset", nargs="?", help="one dataset (default: every key of params `data`)"
+    )
+    sub.add_parser("fit-evaluator", help="train the metric network of a dataset").add_argument(
+        "dataset"
+    )
+    train = sub.add_parser("train", help="train one variant")
+    train.add_argument("variant")
+    train.add_argument("--resume", action="store_true", help="continue from models/<v>/state.pt")
+    sub.add_parser("sample", help="draw samples and figures").add_argument("variant")
+    sub.add_parser("evaluate", help="score a variant's samples").add_argument("variant")
+    sub.add_parser("report", help="write reports/")
+    ui = sub.add_parser("ui", help="mlflow ui on 127.0.0.1 against the project's store")
+    ui.add_argument("--port", type=int, default=5000)
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    from genlab.config import load_params
+
+    params_path = Path(args.params)
+    root = params_path.resolve().parent
+    params = load_params(params_path, args.overrides)
+
+    if args.command == "prepare":
+        from genlab import tracking
+        from genlab.data import prepare_dataset
+
+        names = [args.dataset] if args.dataset else list(params.data.model_dump(exclude_none=True))
+        for name in names:
+            cfg = params.dataset_cfg(name)
+            print(f"prepared {prepare_dataset(name, cfg, root, params.seed)}")
+        tracking.init_store(params.tracking, root)  # once, before any parallel stage
+    elif args.command == "fit-evaluator":
+        from genlab.evaluate import fit_evaluator_stage
+
+        out = fit_evaluator_stage(params, args.dataset, root)
+        print(
+            f"evaluator {args.dataset}: test accuracy {out['test_accuracy']}, floor {out['floor']}"
+        )
+    elif args.command == "train":
+        from genlab.train.loop import train_variant
+
+        out = train_variant(params, args.variant, root, resume=args.resume)
+        print(f"trained {args.variant}: {out['steps']} steps in {out['seconds']:.1f} s")
+    elif args.command == "sample":
+        from genlab.sample import sample_variant
+
+        print(f"sampled {args.variant}: {sample_variant(params, args.variant, root)['dir']}")
+    elif args.command == "evaluate":
+        from genlab.evaluate import evaluate_variant
+
+        print(f"evaluated {args.variant}: {evaluate_variant(params, args.variant, root)}")
+    elif args.command == "report":
+        from genlab.report import write_report
+
+        variants = {k: v.model_dump(mode="json") for k, v in params.variants.items()}
+        print(f"report: {write_report(root, variants)['readme']}")
+    elif args.command == "ui":
+        from genlab import tracking
+
+        cmd = tracking.ui_command(params.tracking, root, args.port)
+        exe = Path(sys.executable).with_name("mlflow")
+        os.execv(str(exe), [str(exe), *cmd[1:]])
+
+
+def usage_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (exit 2), not a failed computation."""
+    from genlab.config import ConfigError
+    from genlab.data import DataUnavailableError
+    from genlab.nets import ArchitectureError
+    from genlab.registry import UnknownNameError
+    from genlab.train.checkpoint import CheckpointError
+
+    return (
+        ConfigError,
+        UnknownNameError,
+        DataUnavailableError,
+        ArchitectureError,
+        CheckpointError,
+        FileNotFoundError,
+        ValueError,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("genlab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - sorted into bad input (2) and failures (1) below
+        from genlab.train.common import TrainingDiverged
+
+        if isinstance(e, TrainingDiverged):
+            print(f"genlab: training failed: {e}", file=sys.stderr)
+            return 1
+        if isinstance(e, usage_errors()):
+            print(f"genlab: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

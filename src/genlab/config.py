@@ -1,0 +1,304 @@
+"""Typed params schema (pydantic) and ``load_params``.
+
+Every knob lives in params.yaml. Validation happens once, here: unknown keys, wrong types,
+out-of-range values and unknown names (dataset, family, arch, loss, metric, optimizer) stop the
+command with one message naming the key, the value and what is allowed. Each variant is the
+shared ``train`` section deep-merged with the variant's own keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from genlab.registry import Registry
+
+
+class ConfigError(ValueError):
+    """Bad params: the message names the key, the value and what is allowed."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(registry: Registry, name: str) -> str:
+    registry.get(name)  # raises UnknownNameError listing the allowed names
+    return name
+
+
+# ---------------------------------------------------------------- data
+class DigitsCfg(Strict):
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+class Ring8Cfg(Strict):
+    n: int = Field(20000, ge=16)
+    n_test: int = Field(5000, ge=16)
+    std: float = Field(0.02, gt=0)
+    radius: float = Field(2.0, gt=0)
+
+
+class Grid25Cfg(Strict):
+    n: int = Field(20000, ge=25)
+    n_test: int = Field(5000, ge=25)
+    std: float = Field(0.05, gt=0)
+
+
+class TorchvisionCfg(Strict):
+    download: bool = False
+    limit: int | None = Field(None, ge=1)
+
+
+class DataCfg(Strict):
+    """One entry per dataset the pipeline prepares (``dvc.yaml`` loops over these keys)."""
+
+    digits: DigitsCfg | None = None
+    ring8: Ring8Cfg | None = None
+    grid25: Grid25Cfg | None = None
+    mnist: TorchvisionCfg | None = None
+    fashion_mnist: TorchvisionCfg | None = None
+
+
+# ---------------------------------------------------------------- training
+class OptimizerCfg(Strict):
+    name: Literal["adam", "rmsprop", "sgd"] = "adam"
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("each beta must lie in [0, 1)")
+        return v
+
+
+class RegularizerCfg(Strict):
+    weight: float = Field(1.0, ge=0)
+    every: int = Field(1, ge=1)  # lazy regularisation interval (StyleGAN2)
+
+
+class VariantCfg(Strict):
+    """One trained variant. Keys not given here come from the shared ``train`` section."""
+
+    dataset: str
+    family: Literal["gan", "vae"]
+    arch: str
+    loss: str | None = None  # default: nonsaturating (gan), elbo (vae)
+    latent_dim: int = Field(64, ge=1)
+    width: int | None = Field(None, ge=1)  # architecture's base width; None = the arch default
+    depth: int = Field(3, ge=1)  # hidden layers of MLPs
+    beta: float = Field(1.0, ge=0)  # elbo: weight of the KL term
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    regularizers: dict[str, RegularizerCfg] = Field(default_factory=dict)
+    d_steps: int = Field(1, ge=1)  # D updates before each G update (the lecture's k)
+    steps: int = Field(3000, ge=1)
+    batch_size: int = Field(128, ge=1)
+    log_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    optimizer: OptimizerCfg = OptimizerCfg()
+    optimizer_d: OptimizerCfg | None = None  # D's optimizer; None = same as ``optimizer``
+    ema: float = Field(0.0, ge=0, lt=1)  # EMA decay of G's weights; 0 = off
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_known(cls, v: str) -> str:
+        from genlab.data import DATASETS
+
+        return _check_name(DATASETS, v)
+
+    @model_validator(mode="after")
+    def _names_fit_family(self) -> VariantCfg:
+        from genlab.train import FAMILIES
+
+        family = FAMILIES.get(self.family)
+        _check_name(family.archs, self.arch)
+        if self.loss is None:
+            object.__setattr__(self, "loss", family.default_loss)
+        _check_name(family.losses, self.loss)
+        for name in self.regularizers:
+            _check_name(family.regularizers, name)
+        return self
+
+
+class SampleCfg(Strict):
+    n: int = Field(2000, ge=1)
+    grid: int = Field(64, ge=1)
+    interpolation_steps: int = Field(10, ge=2)
+    batch_size: int = Field(500, ge=1)
+
+
+class EvaluateCfg(Strict):
+    metrics: list[str] = Field(default_factory=lambda: ["frechet", "kid", "coverage", "elbo"])
+    kid_subsets: int = Field(50, ge=1)
+    kid_subset_size: int = Field(1000, ge=2)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_known(cls, v: list[str]) -> list[str]:
+        from genlab.evaluate import METRICS
+
+        return [_check_name(METRICS, m) for m in v]
+
+
+class EvaluatorCfg(Strict):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+
+
+class TrackingCfg(Strict):
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "genlab"
+
+
+class Params(Strict):
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    tracking: TrackingCfg = TrackingCfg()
+    data: DataCfg = DataCfg()
+    train: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, VariantCfg] = Field(default_factory=dict)
+    sample: SampleCfg = SampleCfg()
+    evaluate: EvaluateCfg = EvaluateCfg()
+    evaluator: EvaluatorCfg = EvaluatorCfg()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_train_defaults(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("variants"), dict):
+            shared = raw.get("train") or {}
+            if isinstance(shared, dict):
+                raw = dict(raw)
+                raw["variants"] = {
+                    name: deep_merge(shared, v) if isinstance(v, dict) else v
+                    for name, v in raw["variants"].items()
+                }
+        return raw
+
+    @field_validator("train")
+    @classmethod
+    def _train_keys_known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(VariantCfg.model_fields))
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(unknown)}; allowed: "
+                f"{', '.join(sorted(VariantCfg.model_fields))}"
+            )
+        return v
+
+    def dataset_cfg(self, name: str) -> dict[str, Any]:
+        """The validated config of dataset ``name`` with defaults filled in."""
+        fields = DataCfg.model_fields
+        if name not in fields:
+            raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(sorted(fields))}")
+        cfg = getattr(self.data, name) or _unwrap_optional(fields[name].annotation)()
+        return cfg.model_dump()
+
+    def variant(self, name: str) -> VariantCfg:
+        try:
+            return self.variants[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown variant {name!r}; the variants in params.yaml are: "
+                f"{', '.join(sorted(self.variants)) or '(none)'}"
+            ) from None
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``; nested dicts merge key by key."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["variants.vae.beta=4", "seed=1"]`` -> nested dict; values are parsed as YAML."""
+    out: dict = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Read, merge overrides into, and validate params; raise ConfigError on any bad input."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"params file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"params file {str(path)!r} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params file {str(path)!r} must hold a mapping at the top level")
+    raw = deep_merge(raw, parse_overrides(overrides or []))
+    return validate_params(raw, source=str(path))
+
+
+def validate_params(raw: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, source)) from None
+
+
+def format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid params"]
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(err["loc"][:-1])
+            msg = f"unknown key; allowed keys: {', '.join(allowed)}" if allowed else "unknown key"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "literal_error":
+                msg = msg.replace("Input should be", "allowed:")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        lines.append(f"  {key or '(top level)'} = {shown}: {msg}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Field names of the model found by following ``loc`` through the schema."""
+    model: Any = Params
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            if part not in model.model_fields:
+                return []
+            model = model.model_fields[part].annotation
+        elif typing.get_origin(model) is dict:
+            model = typing.get_args(model)[1]
+        else:
+            return []
+        model = _unwrap_optional(model)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return sorted(model.model_fields)
+    return []
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return args[0] if len(args) == 1 else tp
+    return tp

@@ -1,0 +1,22 @@
+"""Datasets: registry of builders plus atomic prepare/load of `data/prepared/<name>/`."""
+
+from genlab.data import embedded, torchvision_sets, toy2d  # noqa: F401  (registers builders)
+from genlab.data.base import (
+    DATASETS,
+    Builder,
+    DataUnavailableError,
+    Split,
+    load_prepared,
+    prepare_dataset,
+    prepared_dir,
+)
+
+__all__ = [
+    "DATASETS",
+    "Builder",
+    "DataUnavailableError",
+    "Split",
+    "load_prepared",
+    "prepare_dataset",
+    "prepared_dir",
+]

@@ -1,0 +1,83 @@
+"""DCGAN (Radford et al. 2016), sized from the dataset's resolution.
+
+The lecture notes' guidelines: strided convolutions instead of pooling in D, transposed
+convolutions in G, batch norm, no fully connected hidden layers, ReLU in G with Tanh at the
+output, LeakyReLU in D. G's first layer maps the 1x1 noise "pixel" to a start x start map with a
+transposed convolution (the paper's project-and-reshape); D ends with a start x start
+convolution to one logit.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from genlab.nets.base import GAN_ARCHS, dcgan_init, require_kind, upsampling_plan
+
+
+def up_block(ch_in: int, ch_out: int, **conv) -> list[nn.Module]:
+    return [
+        nn.ConvTranspose2d(ch_in, ch_out, bias=False, **conv),
+        nn.BatchNorm2d(ch_out),
+        nn.ReLU(),
+    ]
+
+
+def down_block(ch_in: int, ch_out: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(ch_in, ch_out, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ch_out),
+        nn.LeakyReLU(0.2),
+    ]
+
+
+class Generator(nn.Module):
+    """z (B, latent_dim) -> image (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, *, latent_dim: int, channels: int, size: int, width: int, out=nn.Tanh):
+        super().__init__()
+        start, n = upsampling_plan("dcgan", size)
+        ch = width * 2**n
+        layers = up_block(latent_dim, ch, kernel_size=start, stride=1, padding=0)
+        for _ in range(n):
+            layers += up_block(ch, ch // 2, kernel_size=4, stride=2, padding=1)
+            ch //= 2
+        layers.append(nn.ConvTranspose2d(ch, channels, 3, 1, 1))
+        if out is not None:
+            layers.append(out())
+        self.net = nn.Sequential(*layers)
+        self.latent_dim = latent_dim
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    """image -> one logit per sample; no batch norm on the input layer (DCGAN)."""
+
+    def __init__(self, *, channels: int, size: int, width: int, dim_out: int = 1):
+        super().__init__()
+        start, n = upsampling_plan("dcgan", size)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2)]
+        ch = width
+        for _ in range(n):
+            layers += down_block(ch, ch * 2)
+            ch *= 2
+        layers.append(nn.Conv2d(ch, dim_out, start, 1, 0))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten(1).squeeze(1)
+
+
+@GAN_ARCHS.register("dcgan")
+def build_dcgan(meta: dict, cfg) -> dict[str, nn.Module]:
+    require_kind("dcgan", meta, "image")
+    channels, size, _ = meta["shape"]
+    width = cfg.width or 64
+    nets = {
+        "G": Generator(latent_dim=cfg.latent_dim, channels=channels, size=size, width=width),
+        "D": Discriminator(channels=channels, size=size, width=width),
+    }
+    for net in nets.values():
+        dcgan_init(net)
+    return nets

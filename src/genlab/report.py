@@ -1,0 +1,285 @@
+"""Collect metrics, training curves and samples of every variant into `reports/`."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure  # Agg canvas, no pyplot state: safe headless and threaded
+
+DESCRIPTIVE = ["variant", "dataset", "family", "loss", "regularizers", "steps", "train_seconds"]
+LEGEND = {
+    "steps": "training steps (generator/decoder updates)",
+    "train_seconds": "wall-clock training time in seconds (last row of the training log)",
+    "frechet": "Fréchet distance on the evaluator's penultimate features vs the test split "
+    "(lower is better)",
+    "kid_mean": "kernel inception distance (mean over subsets) on the same features "
+    "(lower is better)",
+    "kid_std": "standard deviation of KID over subsets",
+    "classes_covered": "classes the evaluator predicts for at least one sample (higher is better)",
+    "class_kl": "KL(sample class histogram || real class histogram) (lower is better)",
+    "elbo_nats": "ELBO on the test split in nats per image (higher is better)",
+    "modes_captured": "mixture modes with enough high-quality samples, as in VEEGAN/PacGAN "
+    "(higher is better)",
+    "high_quality_pct": "% of samples within 3 std of their nearest mode (higher is better)",
+    "mode_kl": "KL(mode histogram of high-quality samples || uniform) (lower is better)",
+}
+CSS = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f0f0f0; }
+img.pixel { image-rendering: pixelated; image-rendering: crisp-edges; }
+img.grid { width: 256px; }
+img.interp { width: 512px; max-width: 100%; }
+img.curves { max-width: 100%; }
+figure { display: inline-block; vertical-align: top; margin: 0.5em 1em 0.5em 0; }
+"""
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path` that replaces `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Atomically write UTF-8 text."""
+    with _atomic(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """Atomically copy a file."""
+    with _atomic(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return dst
+
+
+def training_curves_figure(csv_path: Path, png_path: Path, title: str = "") -> Path:
+    """Plot every statistic column of a training CSV against step (raw + rolling mean) as a PNG."""
+    df = pd.read_csv(csv_path)
+    x = df["step"] if "step" in df else pd.Series(range(len(df)))
+    stats = df.drop(columns=["step", "seconds"], errors="ignore").select_dtypes("number")
+    window = max(1, len(df) // 50)
+    ncols = max(1, min(3, stats.shape[1]))
+    nrows = max(1, math.ceil(stats.shape[1] / ncols))
+    fig = Figure(figsize=(3.2 * ncols, 2.4 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    marker = "o" if len(df) == 1 else None
+    for ax, name in zip(axes, stats.columns, strict=False):
+        ax.plot(x, stats[name], lw=0.6, alpha=0.35, color="C0", marker=marker)
+        ax.plot(x, stats[name].rolling(window, min_periods=1).mean(), lw=1.2, color="C0")
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[stats.shape[1] :]:
+        ax.set_axis_off()
+    if stats.empty:
+        axes[0].text(0.5, 0.5, "no statistics logged", ha="center", va="center")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    with _atomic(Path(png_path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return Path(png_path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """Load a JSON object from a file."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _numeric(d: dict[str, Any]) -> dict[str, float | int | None]:
+    """Keep the numeric (or null) entries of a flat metrics dict; bools and strings are dropped."""
+    return {
+        k: v
+        for k, v in d.items()
+        if v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+    }
+
+
+def _regularizers(regs: dict[str, Any] | None) -> str:
+    """Render {"gradient_penalty": {"weight": 10}} as "gradient_penalty(10)", joined by "+"."""
+    parts = []
+    for name, cfg in (regs or {}).items():
+        weight = cfg.get("weight") if isinstance(cfg, dict) else cfg
+        parts.append(f"{name}({weight:g})" if isinstance(weight, int | float) else name)
+    return "+".join(parts) or "none"
+
+
+def _train_seconds(csv_path: Path) -> float:
+    """Training wall time: the last row's `seconds`, NaN if the log is missing or empty."""
+    if not csv_path.is_file():
+        return math.nan
+    seconds = pd.read_csv(csv_path, usecols=lambda c: c == "seconds").get("seconds")
+    return float(seconds.iloc[-1]) if seconds is not None and len(seconds) else math.nan
+
+
+def _fmt(x: Any) -> str:
+    """Format a table cell: 4 significant digits, integers as is, missing as empty."""
+    if x is None or (not isinstance(x, str) and pd.isna(x)):
+        return ""
+    if isinstance(x, float):
+        return f"{x:.0f}" if abs(x) >= 1e4 else f"{x:.4g}"
+    return str(x)
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    """Render a DataFrame of strings as a GitHub markdown table (no tabulate dependency)."""
+    align = ["---" if c in DESCRIPTIVE[:5] else "---:" for c in df.columns]
+    rows = [list(df.columns), align, *df.to_numpy().tolist()]
+    return "\n".join("| " + " | ".join(str(c).replace("|", r"\|") for c in r) + " |" for r in rows)
+
+
+def _comparison(
+    root: Path, variants: dict[str, dict]
+) -> tuple[pd.DataFrame, dict[str, float | None]]:
+    """One row per variant plus a floor row per dataset; also returns evaluator accuracies."""
+    accuracy: dict[str, float | None] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for v, cfg in variants.items():
+        metrics_path = root / "metrics" / f"{v}.json"
+        if not metrics_path.is_file():
+            raise FileNotFoundError(
+                f"no metrics for variant {v!r}: {metrics_path} is missing; "
+                f"run `genlab evaluate {v}` first"
+            )
+        ds = cfg["dataset"]
+        if ds not in groups:
+            ev_path = root / "metrics" / "evaluator" / f"{ds}.json"
+            ev = _read_json(ev_path) if ev_path.is_file() else {}
+            accuracy[ds] = ev.get("test_accuracy")
+            floor = {"variant": f"real-vs-real ({ds})", "dataset": ds, "family": "floor"}
+            groups[ds] = [{**_numeric(ev.get("floor", {})), **floor}]
+        groups[ds].append(
+            {
+                **_numeric(_read_json(metrics_path)),
+                "variant": v,
+                "dataset": ds,
+                "family": cfg["family"],
+                "loss": cfg["loss"],
+                "regularizers": _regularizers(cfg.get("regularizers")),
+                "steps": cfg["steps"],
+                "train_seconds": _train_seconds(root / "plots" / "train" / f"{v}.csv"),
+            }
+        )
+    rows = [row for group in groups.values() for row in group]
+    metric_cols = list(dict.fromkeys(k for row in rows for k in row if k not in DESCRIPTIVE))
+    df = pd.DataFrame(rows, columns=DESCRIPTIVE + metric_cols)
+    df["steps"] = df["steps"].astype("Int64")
+    for c in metric_cols:  # keep counts such as classes_covered integral despite missing cells
+        values = [row[c] for row in rows if row.get(c) is not None]
+        if values and all(isinstance(val, int) for val in values):
+            df[c] = df[c].astype("Int64")
+    return df, accuracy
+
+
+def _figures(root: Path, variants: dict[str, dict]) -> dict[str, dict[str, str]]:
+    """Render curves and copy samples into reports/figures; returns relative paths per variant."""
+    out_dir = root / "reports" / "figures"
+    figures: dict[str, dict[str, str]] = {}
+    for v in variants:
+        figures[v] = {}
+        csv_path = root / "plots" / "train" / f"{v}.csv"
+        if csv_path.is_file():
+            training_curves_figure(csv_path, out_dir / f"{v}_curves.png", title=v)
+            figures[v]["curves"] = f"figures/{v}_curves.png"
+        for kind in ("grid", "interpolation"):
+            src = root / "samples" / v / f"{kind}.png"
+            if src.is_file():
+                _copy(src, out_dir / f"{v}_{kind}.png")
+                figures[v][kind] = f"figures/{v}_{kind}.png"
+    return figures
+
+
+def _readme(
+    table: pd.DataFrame,
+    accuracy: dict[str, float | None],
+    figures: dict[str, dict[str, str]],
+    variants: dict[str, dict],
+) -> str:
+    """Markdown report: provenance, evaluator accuracy, table, legend and figure links."""
+    lines = [
+        "# genlab report",
+        "",
+        "Produced by `dvc repro` (stage `report`) or `genlab report`; do not edit by hand.",
+        "",
+        "## Evaluator test accuracy",
+        "",
+    ]
+    for ds, acc in accuracy.items():
+        lines.append(f"- {ds}: " + ("n/a" if acc is None else f"{100 * acc:.2f} %"))
+    lines += ["", "## Comparison", "", _markdown_table(table), "", "### Legend", ""]
+    lines.append("- real-vs-real rows: the same metrics for the train split vs the test split.")
+    lines += [f"- `{c}`: {LEGEND[c]}" for c in table.columns if c in LEGEND]
+    lines += ["", "## Variants"]
+    labels = {"grid": "samples", "interpolation": "interpolation", "curves": "training curves"}
+    for v, cfg in variants.items():
+        lines += ["", f"### {v}", "", f"{cfg['family']} on {cfg['dataset']}, loss {cfg['loss']}."]
+        lines += [""] + [f"- [{labels[k]}]({p})" for k, p in figures[v].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _html(
+    table: pd.DataFrame,
+    accuracy: dict[str, float | None],
+    figures: dict[str, dict[str, str]],
+) -> str:
+    """Self-contained offline HTML page with the table and every variant's figures."""
+    esc = html.escape
+    acc = ", ".join(
+        f"{esc(ds)}: " + ("n/a" if a is None else f"{100 * a:.2f} %") for ds, a in accuracy.items()
+    )
+    classes = {"grid": "pixel grid", "interpolation": "pixel interp", "curves": "curves"}
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>genlab report</title>',
+        f"<style>{CSS}</style></head><body>",
+        "<h1>genlab report</h1>",
+        "<p>Produced by <code>dvc repro</code> or <code>genlab report</code>.</p>",
+        f"<p>Evaluator test accuracy: {acc}</p>",
+        table.to_html(index=False, border=0, classes="comparison"),
+    ]
+    for v, figs in figures.items():
+        parts.append(f"<h2>{esc(v)}</h2>")
+        for kind, path in figs.items():
+            parts.append(
+                f'<figure><img class="{classes[kind]}" src="{esc(path)}" alt="{esc(v)} {kind}">'
+                f"<figcaption>{kind}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(root: Path, variants: dict[str, dict]) -> dict[str, Path]:
+    """Write reports/comparison.csv, README.md, index.html and figures/ under `root`."""
+    root = Path(root)
+    reports = root / "reports"
+    df, accuracy = _comparison(root, variants)
+    figures = _figures(root, variants)
+    table = df.map(_fmt)
+    return {
+        "readme": _write_text(reports / "README.md", _readme(table, accuracy, figures, variants)),
+        "html": _write_text(reports / "index.html", _html(table, accuracy, figures)),
+        "csv": _write_text(reports / "comparison.csv", df.to_csv(index=False)),
+    }

@@ -1,0 +1,241 @@
+"""``train_variant``: the driver shared by every family.
+
+It seeds everything, builds the family's trainer, then calls ``trainer.step`` ``steps`` times,
+writing per-step statistics, checkpointing the full state every ``checkpoint_every`` steps and
+stopping with a clear message when a loss turns NaN or Inf.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import genlab
+from genlab import tracking
+from genlab.data import load_prepared
+from genlab.train import FAMILIES
+from genlab.train.checkpoint import CheckpointError, load_checkpoint, save_model
+from genlab.train.common import (
+    EMA,
+    BatchStream,
+    TrainingDiverged,
+    atomic_save,
+    configure_determinism,
+    global_rng_state,
+    resolve_device,
+    set_global_rng_state,
+)
+
+
+def variant_paths(root: Path, name: str) -> dict[str, Path]:
+    out = root / "models" / name
+    return {
+        "dir": out,
+        "model": out / "model.pt",
+        "state": out / "state.pt",
+        "run": out / "run.json",
+        "csv": root / "plots" / "train" / f"{name}.csv",
+    }
+
+
+class StatsWriter:
+    """Per-step statistics: buffered rows appended to the CSV at each checkpoint. On resume the
+    rows after the checkpoint's step are dropped, so the CSV matches an uninterrupted run."""
+
+    def __init__(self, path: Path, resume_step: int | None) -> None:
+        self.path, self.rows, self.columns = path, [], None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None or not path.exists():
+            path.unlink(missing_ok=True)
+            return
+        with path.open(newline="") as f:
+            kept = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        self.columns = list(kept[0]) if kept else None
+        self._write(kept, mode="w")
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+
+    def flush(self) -> list[dict[str, Any]]:
+        rows, self.rows = self.rows, []
+        self._write(rows, mode="a")
+        return rows
+
+    def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
+        if not rows:
+            return
+        if self.columns is None:
+            self.columns = list(rows[0])
+        new = not self.path.exists() or mode == "w"
+        with self.path.open(mode, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, restval="")
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+def check_finite(stats: dict[str, float], variant: str, step: int) -> None:
+    bad = {k: v for k, v in stats.items() if k.startswith("loss") and not math.isfinite(v)}
+    if bad:
+        raise TrainingDiverged(
+            f"variant {variant!r} diverged at step {step}: "
+            + ", ".join(f"{k} = {v}" for k, v in bad.items())
+            + ". Lower the learning rate (optimizer.lr), add a regulariser, or use precision: fp32."
+        )
+
+
+def train_variant(
+    params,  # validated Params
+    name: str,  # variant name in params.variants
+    root: Path,  # project root (data/, models/, plots/ live here)
+    *,
+    resume: bool = False,  # continue from models/<name>/state.pt
+    progress: bool | None = None,  # tqdm bar; None = only when stderr is a terminal
+) -> dict[str, Any]:
+    """Train variant ``name``; returns {"run_id", "steps", "seconds"}."""
+    cfg = params.variant(name)
+    paths = variant_paths(root, name)
+    device = resolve_device(params.device)
+    configure_determinism(params.seed)
+    train, _, meta = load_prepared(root, cfg.dataset)
+    family = FAMILIES.get(cfg.family)
+    trainer = family.trainer(cfg, meta, device, params.seed)
+    batches = BatchStream(train, cfg.batch_size, params.seed, device)
+    ema = EMA(trainer.generator, cfg.ema) if cfg.ema > 0 else None
+    config = cfg.model_dump(mode="json")
+
+    start, seconds, run_id = 0, 0.0, None
+    if resume:
+        state = load_checkpoint(paths["state"], "training state")
+        _check_resumable(state, config, paths["state"])
+        start, seconds, run_id = state["step"], state["seconds"], state["run_id"]
+        for key, module in trainer.modules.items():
+            module.load_state_dict(state["nets"][key])
+        for key, opt in trainer.optimizers.items():
+            opt.load_state_dict(state["optimizers"][key])
+        if ema is not None:
+            ema.shadow.load_state_dict(state["ema"])
+        trainer.load_extra_state(state["trainer"])
+        batches.load_state_dict(state["batches"])
+        set_global_rng_state(state["rng"])
+
+    paths["dir"].mkdir(parents=True, exist_ok=True)
+    stats_writer = StatsWriter(paths["csv"], start if resume else None)
+    run = tracking.Run.start(
+        params.tracking, root, name=name, run_id=run_id,
+        params={"seed": params.seed, "device": params.device, "variant": name, **config},
+        tags={"dvc.stage": f"train@{name}", "dataset": cfg.dataset, "family": cfg.family,
+              "variant": name, "genlab.version": genlab.__version__},
+    )  # fmt: skip
+    _write_json(paths["run"], {"run_id": run.run_id, "variant": name})
+
+    def checkpoint(step: int) -> None:
+        atomic_save(
+            {
+                "step": step,
+                "seconds": seconds,
+                "run_id": run.run_id,
+                "config": config,
+                "genlab_version": genlab.__version__,
+                "nets": {k: m.state_dict() for k, m in trainer.modules.items()},
+                "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
+                "ema": ema.shadow.state_dict() if ema is not None else None,
+                "trainer": trainer.extra_state(),
+                "batches": batches.state_dict(),
+                "rng": global_rng_state(),
+            },
+            paths["state"],
+        )
+        rows = stats_writer.flush()
+        run.log_metrics(r for r in rows if r["step"] % cfg.log_every == 0 or r["step"] == cfg.steps)
+
+    bar = _progress(progress, cfg.steps, start, name)
+    for module in trainer.modules.values():
+        module.train()
+    try:
+        t0 = time.perf_counter() - seconds
+        for step in range(start + 1, cfg.steps + 1):
+            stats = trainer.step(batches)
+            check_finite(stats, name, step)
+            if ema is not None:
+                ema.update(trainer.generator)
+            seconds = time.perf_counter() - t0
+            stats_writer.add({"step": step, **stats, "seconds": round(seconds, 4)})
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint(step)
+            if bar is not None:
+                bar.update(1)
+                if step % cfg.log_every == 0:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if "loss" in k})
+    except BaseException as e:
+        if isinstance(e, TrainingDiverged):
+            run.set_tags({"failure": str(e)[:5000]})
+        run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    net = ema.shadow if ema is not None else trainer.generator
+    save_model(paths["model"], family=cfg.family, net=net, cfg=config, meta=meta)
+    _log_final_artifacts(run, paths, name)
+    run.end("FINISHED")
+    _write_json(paths["run"], {"run_id": run.run_id, "variant": name, "seconds": seconds})
+    return {"run_id": run.run_id, "steps": cfg.steps, "seconds": seconds}
+
+
+def _check_resumable(state: dict, config: dict, path: Path) -> None:
+    """Resuming with other settings than the checkpoint's would not continue the same run;
+    only ``steps`` (to train longer) and the logging/checkpoint intervals may change."""
+    free = {"steps", "log_every", "checkpoint_every"}
+    diff = sorted(
+        k for k in set(config) | set(state["config"])
+        if k not in free and config.get(k) != state["config"].get(k)
+    )  # fmt: skip
+    if diff:
+        raise CheckpointError(
+            f"cannot resume from {path}: params changed since it was written ({', '.join(diff)}); "
+            "only steps, log_every and checkpoint_every may change. Train without --resume."
+        )
+    if state["step"] > config["steps"]:
+        raise CheckpointError(
+            f"cannot resume from {path}: it is at step {state['step']} but steps = "
+            f"{config['steps']}; allowed: steps >= {state['step']}"
+        )
+
+
+def _log_final_artifacts(run, paths: dict[str, Path], name: str) -> None:
+    if run.run_id is None:
+        return
+    from genlab.report import training_curves_figure
+
+    figure = training_curves_figure(paths["csv"], paths["dir"] / "curves.png", title=name)
+    run.log_artifact(figure)
+    run.log_artifact(paths["csv"])
+    run.log_artifact(paths["model"])
+    figure.unlink()
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _progress(enabled: bool | None, total: int, initial: int, name: str):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"train {name}", dynamic_ncols=True)
+
+
+__all__ = ["train_variant", "variant_paths", "TrainingDiverged"]

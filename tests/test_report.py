@@ -1,0 +1,205 @@
+"""Tests for genlab.report on a fake project tree."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imsave
+
+from genlab.report import training_curves_figure, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMAGE_FLOOR = {
+    "frechet": 0.5,
+    "kid_mean": 0.001,
+    "kid_std": 0.0002,
+    "classes_covered": 10,
+    "class_kl": 0.002,
+}
+METRICS = {
+    "gan_mnist": {
+        "frechet": 12.5,
+        "kid_mean": 0.03,
+        "kid_std": 0.004,
+        "classes_covered": 9,
+        "class_kl": 0.12,
+        "variant": "gan_mnist",
+    },
+    "ring_gan": {"modes_captured": 7, "high_quality_pct": 81.25, "mode_kl": 0.3},
+    "vae_mnist": {
+        "frechet": 30.1,
+        "kid_mean": 0.05,
+        "kid_std": 0.006,
+        "classes_covered": 10,
+        "class_kl": 0.04,
+        "elbo_nats": -95.5,
+    },
+}
+VARIANTS = {  # ring_gan sits between the mnist variants to check grouping by dataset
+    "gan_mnist": {
+        "dataset": "mnist",
+        "family": "gan",
+        "loss": "wasserstein",
+        "regularizers": {"gradient_penalty": {"weight": 10}},
+        "steps": 30,
+    },
+    "ring_gan": {
+        "dataset": "ring8",
+        "family": "gan",
+        "loss": "minimax",
+        "regularizers": {},
+        "steps": 20,
+    },
+    "vae_mnist": {
+        "dataset": "mnist",
+        "family": "vae",
+        "loss": "elbo",
+        "regularizers": {},
+        "steps": 10,
+    },
+}
+TRAIN_COLUMNS = {
+    "gan": ["loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g"],
+    "vae": ["loss", "recon", "kl", "elbo", "grad_norm"],
+}
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _write_train_csv(path: Path, columns: list[str], steps: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"step": np.arange(1, steps + 1), "seconds": 0.25 * np.arange(1, steps + 1)})
+    for c in columns:
+        df[c] = rng.normal(size=steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return df
+
+
+def make_project(root: Path) -> Path:
+    """A fake project: metrics, evaluator floors, training logs and sample images."""
+    for v, cfg in VARIANTS.items():
+        _write_json(root / "metrics" / f"{v}.json", METRICS[v])
+        _write_train_csv(
+            root / "plots" / "train" / f"{v}.csv", TRAIN_COLUMNS[cfg["family"]], cfg["steps"]
+        )
+        (root / "samples" / v).mkdir(parents=True)
+        imsave(root / "samples" / v / "grid.png", np.random.rand(8, 8), cmap="gray")
+        imsave(root / "samples" / v / "interpolation.png", np.random.rand(4, 16), cmap="gray")
+    ring_floor = {"modes_captured": 8, "high_quality_pct": 99.0, "mode_kl": 0.01}
+    _write_json(
+        root / "metrics/evaluator/mnist.json",
+        {"dataset": "mnist", "test_accuracy": 0.987, "floor": IMAGE_FLOOR},
+    )
+    _write_json(
+        root / "metrics/evaluator/ring8.json",
+        {"dataset": "ring8", "test_accuracy": None, "floor": ring_floor},
+    )
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh fake project per test (for tests that delete inputs)."""
+    return make_project(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """write_report's outputs on the full fake project, rendered once for the read-only tests."""
+    return write_report(make_project(tmp_path_factory.mktemp("project")), VARIANTS)
+
+
+def test_comparison_csv(report: dict[str, Path]) -> None:
+    assert set(report) == {"readme", "html", "csv"} and all(p.is_file() for p in report.values())
+    df = pd.read_csv(report["csv"])
+    assert list(df["variant"]) == [
+        "real-vs-real (mnist)",
+        "gan_mnist",
+        "vae_mnist",
+        "real-vs-real (ring8)",
+        "ring_gan",
+    ]
+    assert list(df.columns) == [
+        "variant",
+        "dataset",
+        "family",
+        "loss",
+        "regularizers",
+        "steps",
+        "train_seconds",
+        "frechet",
+        "kid_mean",
+        "kid_std",
+        "classes_covered",
+        "class_kl",
+        "elbo_nats",
+        "modes_captured",
+        "high_quality_pct",
+        "mode_kl",
+    ]
+    rows = df.set_index("variant")
+    for v, metrics in METRICS.items():
+        for key, value in metrics.items():
+            if key != "variant":
+                assert rows.loc[v, key] == pytest.approx(value)
+        assert rows.loc[v, "train_seconds"] == pytest.approx(0.25 * VARIANTS[v]["steps"])
+        assert rows.loc[v, "steps"] == VARIANTS[v]["steps"]
+    assert rows.loc["gan_mnist", "regularizers"] == "gradient_penalty(10)"
+    assert rows.loc["vae_mnist", "regularizers"] == "none"
+    assert pd.isna(rows.loc["gan_mnist", "elbo_nats"])
+    floor = rows.loc["real-vs-real (mnist)"]
+    assert floor["family"] == "floor" and pd.isna(floor["loss"]) and pd.isna(floor["steps"])
+    assert floor["frechet"] == pytest.approx(0.5) and pd.isna(floor["mode_kl"])
+    assert rows.loc["real-vs-real (ring8)", "modes_captured"] == 8
+
+
+def test_readme_table_and_links(report: dict[str, Path]) -> None:
+    readme = report["readme"]
+    text = readme.read_text()
+    assert "dvc repro" in text and "genlab report" in text and "98.70 %" in text
+    assert "| variant | dataset |" in text and "| gan_mnist | mnist | gan | wasserstein |" in text
+    assert "elbo_nats" in text and "mode_kl" in text
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert len(links) == 3 * len(VARIANTS)
+    assert all((readme.parent / link).is_file() for link in links)
+
+
+def test_html_is_offline_and_relative(report: dict[str, Path]) -> None:
+    page = report["html"]
+    text = page.read_text()
+    assert "http" not in text and "<table" in text and "image-rendering: pixelated" in text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', text)
+    assert len(sources) == 3 * len(VARIANTS)
+    assert all(not s.startswith("/") and (page.parent / s).is_file() for s in sources)
+
+
+def test_missing_optional_inputs_are_tolerated(project: Path) -> None:
+    (project / "plots/train/vae_mnist.csv").unlink()
+    (project / "samples/vae_mnist/grid.png").unlink()
+    out = write_report(project, VARIANTS)
+    df = pd.read_csv(out["csv"]).set_index("variant")
+    assert pd.isna(df.loc["vae_mnist", "train_seconds"])
+    assert "vae_mnist_grid.png" not in out["html"].read_text()
+
+
+def test_missing_metrics_raises(project: Path) -> None:
+    (project / "metrics/vae_mnist.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"vae_mnist.*genlab evaluate vae_mnist"):
+        write_report(project, VARIANTS)
+
+
+def test_curves_figure_single_row(tmp_path: Path) -> None:
+    csv = tmp_path / "train.csv"
+    _write_train_csv(csv, TRAIN_COLUMNS["vae"], steps=1)
+    png = training_curves_figure(csv, tmp_path / "out" / "curves.png", title="one row")
+    assert png.read_bytes().startswith(PNG_SIGNATURE)
+    assert list((tmp_path / "out").iterdir()) == [png]  # no temp file left behind
