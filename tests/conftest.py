@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny project (2 steps, small data, CPU) in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_params_dict(tracking: bool = False) -> dict:
+    """Small enough that every stage runs in seconds on a CPU."""
+    return {
+        "seed": 0,
+        "device": "cpu",
+        "tracking": {"enabled": tracking, "uri": "sqlite:///mlflow.db", "experiment": "tiny"},
+        "data": {"digits": {"test_fraction": 0.2}, "ring8": {"n": 512, "n_test": 256}},
+        "evaluator": {"epochs": 2, "batch_size": 128, "lr": 0.001},
+        "train": {
+            "steps": 4,
+            "batch_size": 16,
+            "log_every": 1,
+            "checkpoint_every": 2,
+            "optimizer": {"name": "adam", "lr": 0.0002, "betas": [0.5, 0.999]},
+        },
+        "variants": {
+            "vae": {"dataset": "digits", "family": "vae", "arch": "conv_vae", "latent_dim": 4,
+                    "width": 8},
+            "dcgan_ns": {"dataset": "digits", "family": "gan", "arch": "dcgan",
+                         "loss": "nonsaturating", "latent_dim": 8, "width": 8},
+            "ring_gan": {"dataset": "ring8", "family": "gan", "arch": "mlp", "loss": "minimax",
+                         "latent_dim": 2, "width": 16},
+        },
+        "sample": {"n": 200, "grid": 16, "interpolation_steps": 4, "batch_size": 100},
+        "evaluate": {"metrics": ["frechet", "kid", "coverage", "elbo", "modes"],
+                     "kid_subsets": 5, "kid_subset_size": 50},
+    }  # fmt: skip
+
+
+def write_params(root: Path, raw: dict) -> Path:
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path):
+    """(root, params) with digits and ring8 prepared; tracking off."""
+    from genlab.config import load_params
+    from genlab.data import prepare_dataset
+
+    params = load_params(write_params(tmp_path, tiny_params_dict()))
+    for name in ("digits", "ring8"):
+        prepare_dataset(name, params.dataset_cfg(name), tmp_path, params.seed)
+    return tmp_path, params

@@ -1,0 +1,91 @@
+"""Params validation: every bad input is one clear message naming key, value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from genlab.config import ConfigError, validate_params
+from genlab.registry import Registry, UnknownNameError
+from tests.conftest import tiny_params_dict
+
+
+def with_change(path: str, value) -> dict:
+    raw = tiny_params_dict()
+    node = raw
+    *parents, leaf = path.split(".")
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+    return raw
+
+
+def test_registry_unknown_name_lists_the_valid_ones():
+    reg = Registry("loss")
+    reg.register("b")(lambda: 1)
+    reg.register("a")(lambda: 2)
+    with pytest.raises(UnknownNameError, match=r"unknown loss 'c'; allowed: a, b"):
+        reg.get("c")
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("a")(lambda: 3)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("variants.vae.lattent_dim", 3, r"variants\.vae\.lattent_dim = 3: unknown key; allowed keys: .*latent_dim"),
+        ("train.steps", "many", r"variants\.vae\.steps = 'many': .*integer"),
+        ("train.batch_size", 0, r"batch_size = 0: .*greater than or equal to 1"),
+        ("variants.dcgan_ns.loss", "wasserstain", r"unknown loss 'wasserstain'; allowed: minimax, nonsaturating"),
+        ("variants.dcgan_ns.arch", "resnet", r"unknown arch 'resnet'; allowed: dcgan, mlp"),
+        ("variants.vae.dataset", "imagenet", r"unknown dataset 'imagenet'; allowed: .*digits"),
+        ("variants.vae.family", "flow", r"family = 'flow': allowed: 'gan' or 'vae'"),
+        ("variants.dcgan_ns.loss", "elbo", r"unknown loss 'elbo'; allowed: minimax, nonsaturating"),
+        ("variants.dcgan_ns.regularizers", {"r3": {}}, r"unknown regularizer 'r3'; allowed: r1"),
+        ("evaluate.metrics", ["fid"], r"unknown metric 'fid'; allowed: coverage, elbo, frechet"),
+        ("data.cifar100", {}, r"data\.cifar100 = \{\.\.\.\}: unknown key; allowed keys: digits"),
+        ("data.ring8.std", -1, r"data\.ring8\.std = -1: .*greater than 0"),
+        ("train.optimizer.betas", [0.5, 1.5], r"betas = \[0\.5, 1\.5\]: each beta must lie in \[0, 1\)"),
+        ("train.optimizer.name", "lbfgs", r"allowed: 'adam', 'rmsprop' or 'sgd'"),
+        ("train.ema", 1.0, r"ema = 1\.0: .*less than 1"),
+        ("device", "tpu", r"device = 'tpu': allowed: 'auto', 'cpu' or 'cuda'"),
+        ("train.lr", 0.1, r"train = \{\.\.\.\}: unknown key\(s\) lr; allowed: .*optimizer"),
+    ],
+)  # fmt: skip
+def test_bad_params_name_key_value_and_allowed(path, value, expected):
+    with pytest.raises(ConfigError, match=expected):
+        validate_params(with_change(path, value))
+
+
+def test_variants_override_train_defaults_deeply():
+    raw = tiny_params_dict()
+    raw["variants"]["dcgan_ns"]["optimizer"] = {"lr": 1e-4}
+    raw["variants"]["dcgan_ns"]["steps"] = 7
+    params = validate_params(raw)
+    v = params.variant("dcgan_ns")
+    assert v.steps == 7 and v.batch_size == 16  # own value, shared default
+    assert v.optimizer.lr == 1e-4 and v.optimizer.betas == (0.5, 0.999)  # merged, not replaced
+    assert params.variant("vae").optimizer.lr == 2e-4
+    assert params.variant("vae").loss == "elbo"  # the family's default loss
+
+
+def test_unknown_variant_and_dataset_lookups():
+    params = validate_params(tiny_params_dict())
+    with pytest.raises(ConfigError, match=r"unknown variant 'nope'; .*dcgan_ns, ring_gan, vae"):
+        params.variant("nope")
+    assert params.dataset_cfg("grid25")["std"] == 0.05  # schema default when not in params
+    with pytest.raises(ConfigError, match="unknown dataset 'svhn'"):
+        params.dataset_cfg("svhn")
+
+
+def test_overrides_parse_yaml_values(tmp_path):
+    from genlab.config import load_params
+    from tests.conftest import write_params
+
+    path = write_params(tmp_path, tiny_params_dict())
+    params = load_params(path, ["variants.vae.beta=4", "train.optimizer.betas=[0.0, 0.9]"])
+    assert params.variant("vae").beta == 4.0
+    assert params.variant("dcgan_ns").optimizer.betas == (0.0, 0.9)
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_params(path, ["seed"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_params(tmp_path / "missing.yaml")

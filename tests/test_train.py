@@ -1,0 +1,143 @@
+"""Training: deterministic, resumable bit-exactly, stops clearly on NaN, EMA, statistics CSV."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+import torch
+
+from genlab.config import validate_params
+from genlab.train.checkpoint import CheckpointError, load_model
+from genlab.train.common import TrainingDiverged
+from genlab.train.loop import train_variant, variant_paths
+from tests.conftest import tiny_params_dict
+
+
+def tensors(obj, prefix=""):
+    """Every tensor in a nested checkpoint, by path."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from tensors(v, f"{prefix}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from tensors(v, f"{prefix}/{i}")
+
+
+def assert_identical(a, b):
+    ta, tb = dict(tensors(a)), dict(tensors(b))
+    assert ta.keys() == tb.keys() and len(ta) > 5
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+
+
+def load_state(root, name):
+    return torch.load(variant_paths(root, name)["state"], weights_only=True)
+
+
+def params_with(**variant_overrides):
+    raw = tiny_params_dict()
+    for name in raw["variants"]:
+        raw["variants"][name].update(variant_overrides)
+    return validate_params(raw)
+
+
+def read_csv(path):
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("name", ["dcgan_ns", "vae", "ring_gan"])
+def test_same_params_give_identical_state(tiny_project, name):
+    root, params = tiny_project
+    train_variant(params, name, root)
+    first = load_state(root, name)
+    shutil.rmtree(root / "models" / name)
+    train_variant(params, name, root)
+    assert_identical(first, load_state(root, name))
+    assert first["step"] == 4
+
+
+@pytest.mark.parametrize("name", ["dcgan_ns", "vae"])
+def test_resume_is_bit_exact(tiny_project, name):
+    """2 steps, then --resume to 4 == 4 steps straight (weights, optimizers, RNG, batches)."""
+    root, _ = tiny_project
+    params = params_with(ema=0.9, d_steps=2)
+    train_variant(params, name, root)
+    straight = load_state(root, name)
+    straight_rows = read_csv(variant_paths(root, name)["csv"])
+    straight_model = torch.load(variant_paths(root, name)["model"], weights_only=True)
+    shutil.rmtree(root / "models" / name)
+
+    train_variant(params_with(ema=0.9, d_steps=2, steps=2), name, root)
+    assert load_state(root, name)["step"] == 2
+    train_variant(params, name, root, resume=True)
+    resumed = load_state(root, name)
+    assert_identical(straight, resumed)
+    assert_identical(straight_model["state_dict"],
+                     torch.load(variant_paths(root, name)["model"], weights_only=True)["state_dict"])
+    rows = read_csv(variant_paths(root, name)["csv"])
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    for a, b in zip(rows, straight_rows, strict=True):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {
+            k: v for k, v in b.items() if k != "seconds"
+        }
+
+
+def test_resume_refuses_changed_params_and_missing_state(tiny_project):
+    root, params = tiny_project
+    with pytest.raises(CheckpointError, match="does not exist"):
+        train_variant(params, "dcgan_ns", root, resume=True)
+    train_variant(params, "dcgan_ns", root)
+    changed = params_with(optimizer={"lr": 0.1})
+    with pytest.raises(CheckpointError, match=r"params changed since it was written \(optimizer\)"):
+        train_variant(changed, "dcgan_ns", root, resume=True)
+
+
+def test_ema_weights_go_into_model_pt(tiny_project):
+    root, _ = tiny_project
+    train_variant(params_with(ema=0.5), "dcgan_ns", root)
+    state = load_state(root, "dcgan_ns")
+    model = torch.load(variant_paths(root, "dcgan_ns")["model"], weights_only=True)
+    assert_identical(model["state_dict"], state["ema"])
+    assert any(not torch.equal(state["ema"][k], v) for k, v in state["nets"]["G"].items())
+    net, ckpt = load_model(variant_paths(root, "dcgan_ns")["model"])
+    assert ckpt["config"]["ema"] == 0.5 and not net.training
+
+
+def test_statistics_csv_has_every_step_and_column(tiny_project):
+    root, params = tiny_project
+    train_variant(params, "dcgan_ns", root)
+    rows = read_csv(variant_paths(root, "dcgan_ns")["csv"])
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert list(rows[0]) == ["step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d",
+                             "grad_norm_g", "seconds"]  # fmt: skip
+    assert all(0 <= float(r["d_real"]) <= 1 for r in rows)
+    assert float(rows[-1]["seconds"]) >= float(rows[0]["seconds"]) > 0
+
+
+def test_nan_stops_the_run_and_marks_mlflow_failed(tiny_project, monkeypatch):
+    from genlab import tracking
+    from genlab.train.gan import GANTrainer
+
+    root, _ = tiny_project
+    raw = tiny_params_dict(tracking=True)
+    params = validate_params(raw)
+    real_step = GANTrainer.step
+
+    def poisoned(self, batches):
+        stats = real_step(self, batches)
+        if self.d_updates >= 3:
+            stats["loss_d"] = float("nan")
+        return stats
+
+    monkeypatch.setattr(GANTrainer, "step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"'dcgan_ns' diverged at step 3: loss_d = nan"):
+        train_variant(params, "dcgan_ns", root)
+    (run,) = tracking.runs(params.tracking, root)
+    assert run.info.status == "FAILED"
+    assert "diverged at step 3" in run.data.tags["failure"]
+    assert not variant_paths(root, "dcgan_ns")["model"].exists()
