@@ -7,7 +7,7 @@ import math
 import torch
 from torch.testing import assert_close
 
-from genlab.objectives import GAN_LOSSES, ELBO, gaussian_kl
+from genlab.objectives import ELBO, GAN_LOSSES, gaussian_kl
 from genlab.objectives.regularizers import GAN_REGULARIZERS
 
 LOGITS_REAL = torch.tensor([2.0, -1.0, 0.5, 30.0])

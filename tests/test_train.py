@@ -77,8 +77,10 @@ def test_resume_is_bit_exact(tiny_project, name):
     train_variant(params, name, root, resume=True)
     resumed = load_state(root, name)
     assert_identical(straight, resumed)
-    assert_identical(straight_model["state_dict"],
-                     torch.load(variant_paths(root, name)["model"], weights_only=True)["state_dict"])
+    assert_identical(
+        straight_model["state_dict"],
+        torch.load(variant_paths(root, name)["model"], weights_only=True)["state_dict"],
+    )
     rows = read_csv(variant_paths(root, name)["csv"])
     assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
     for a, b in zip(rows, straight_rows, strict=True):

@@ -7,8 +7,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from genlab.data.base import DATASETS, Split
 
@@ -16,6 +14,9 @@ from genlab.data.base import DATASETS, Split
 @DATASETS.register("digits")
 def digits(cfg: dict[str, Any], raw_dir: Path, seed: int) -> tuple[Split, Split, dict[str, Any]]:
     """UCI optical digits via sklearn.datasets.load_digits: 1797 8x8 images, 10 classes."""
+    from sklearn.datasets import load_digits  # imported here: sklearn takes seconds to import
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     x = (bunch.data.astype(np.float32) / 8.0 - 1.0).reshape(-1, 1, 8, 8)  # 0..16 -> [-1, 1]
     y = bunch.target.astype(np.int64)

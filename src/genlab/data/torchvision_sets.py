@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.datasets import MNIST, FashionMNIST
 
 from genlab.data.base import DATASETS, DataUnavailableError, Split
 
@@ -41,9 +40,12 @@ def _missing_message(name: str, folder: Path) -> str:
 
 
 def _load_idx(
-    name: str, cls: type[MNIST], cfg: dict[str, Any], raw_dir: Path
+    name: str, cls_name: str, cfg: dict[str, Any], raw_dir: Path
 ) -> tuple[Split, Split, dict[str, Any]]:
     """Read both official splits, scale uint8 pixels to [-1, 1] and apply the optional `limit`."""
+    import torchvision.datasets  # imported here: it takes seconds, and params loading needs none
+
+    cls = getattr(torchvision.datasets, cls_name)
     folder = Path(raw_dir) / cls.__name__ / "raw"  # torchvision's `raw_folder`
     download = bool(cfg.get("download", False))
     _unpack_gz(folder)
@@ -75,7 +77,7 @@ def _load_idx(
 @DATASETS.register("mnist")
 def mnist(cfg: dict[str, Any], raw_dir: Path, seed: int) -> tuple[Split, Split, dict[str, Any]]:
     """MNIST handwritten digits (LeCun et al. 1998) via torchvision.datasets.MNIST."""
-    return _load_idx("mnist", MNIST, cfg, raw_dir)
+    return _load_idx("mnist", "MNIST", cfg, raw_dir)
 
 
 @DATASETS.register("fashion_mnist")
@@ -83,4 +85,4 @@ def fashion_mnist(
     cfg: dict[str, Any], raw_dir: Path, seed: int
 ) -> tuple[Split, Split, dict[str, Any]]:
     """Fashion-MNIST (Xiao et al. 2017) via torchvision.datasets.FashionMNIST."""
-    return _load_idx("fashion_mnist", FashionMNIST, cfg, raw_dir)
+    return _load_idx("fashion_mnist", "FashionMNIST", cfg, raw_dir)
