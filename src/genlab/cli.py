@@ -101,7 +101,6 @@ def usage_errors() -> tuple[type[BaseException], ...]:
         ArchitectureError,
         CheckpointError,
         FileNotFoundError,
-        ValueError,
     )
 
 

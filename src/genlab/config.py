@@ -9,12 +9,21 @@ shared ``train`` section deep-merged with the variant's own keys.
 from __future__ import annotations
 
 import copy
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from genlab.registry import Registry
 
@@ -91,7 +100,7 @@ class VariantCfg(Strict):
     dataset: str
     family: Literal["gan", "vae"]
     arch: str
-    loss: str | None = None  # default: nonsaturating (gan), elbo (vae)
+    loss: str | None = Field(None, validate_default=True)  # None: the family default
     latent_dim: int = Field(64, ge=1)
     width: int | None = Field(None, ge=1)  # architecture's base width; None = the arch default
     depth: int = Field(3, ge=1)  # hidden layers of MLPs
@@ -115,18 +124,22 @@ class VariantCfg(Strict):
 
         return _check_name(DATASETS, v)
 
-    @model_validator(mode="after")
-    def _names_fit_family(self) -> VariantCfg:
+    @field_validator("arch", "loss", "regularizers")
+    @classmethod
+    def _names_fit_family(cls, v: Any, info: ValidationInfo) -> Any:
+        """arch, loss and regularisers are looked up in the registries of the variant's family."""
         from genlab.train import FAMILIES
 
-        family = FAMILIES.get(self.family)
-        _check_name(family.archs, self.arch)
-        if self.loss is None:
-            object.__setattr__(self, "loss", family.default_loss)
-        _check_name(family.losses, self.loss)
-        for name in self.regularizers:
+        if "family" not in info.data:  # the family itself is invalid and reported already
+            return v
+        family = FAMILIES.get(info.data["family"])
+        if info.field_name == "arch":
+            return _check_name(family.archs, v)
+        if info.field_name == "loss":
+            return _check_name(family.losses, family.default_loss if v is None else v)
+        for name in v:
             _check_name(family.regularizers, name)
-        return self
+        return v
 
 
 class SampleCfg(Strict):
@@ -299,6 +312,6 @@ def _allowed_keys(loc: tuple) -> list[str]:
 
 def _unwrap_optional(tp: Any) -> Any:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return args[0] if len(args) == 1 else tp
     return tp

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from genlab.config import ConfigError
+
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or Inf."""
@@ -23,7 +25,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device = 'cuda' but no CUDA device is available; allowed: auto, cpu")
+        raise ConfigError("device = 'cuda' but no CUDA device is available; allowed: auto, cpu")
     return torch.device(name)
 
 
@@ -84,7 +86,7 @@ class BatchStream:
     def __init__(self, split: dict[str, Tensor], batch_size: int, seed: int, device: torch.device):
         n = len(split["x"])
         if batch_size > n:
-            raise ValueError(f"batch_size = {batch_size} exceeds the {n} training examples")
+            raise ConfigError(f"batch_size = {batch_size} exceeds the {n} training examples")
         self.data = {k: v.to(device) for k, v in split.items() if v is not None}
         self.batch_size, self.n, self.device = batch_size, n, device
         self.generator = torch.Generator().manual_seed(seed)
