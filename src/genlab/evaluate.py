@@ -10,7 +10,6 @@ split) is written by ``fit-evaluator`` next to the evaluator's test accuracy.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor
 
 from genlab.data import load_prepared
+from genlab.io import torch_save, write_json
 from genlab.metrics import (
     class_coverage,
     fit_evaluator,
@@ -31,7 +31,7 @@ from genlab.metrics import (
     save_evaluator,
 )
 from genlab.registry import Registry
-from genlab.train.common import atomic_save, resolve_device
+from genlab.train.common import resolve_device
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def fit_evaluator_stage(params, dataset: str, root: Path) -> dict[str, Any]:
         out.update(stats)
     else:
         net = None
-        atomic_save({"kind": "points", "modes": meta["modes"], "std": meta["mode_std"]}, path)
+        torch_save({"kind": "points", "modes": meta["modes"], "std": meta["mode_std"]}, path)
     ctx = Context(train["x"], test, meta, net, params)
     out["floor"] = score(ctx, "floor")
     if net is not None:
@@ -185,10 +185,3 @@ def evaluate_variant(params, name: str, root: Path) -> dict[str, float]:
         [{"step": cfg.steps, **{f"eval.{k}": v for k, v in metrics.items()}}]
     )
     return metrics
-
-
-def write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure  # Agg canvas, no pyplot state: safe headless and threaded
+
+from genlab.io import atomic_path, write_text
 
 DESCRIPTIVE = ["variant", "dataset", "family", "loss", "regularizers", "steps", "train_seconds"]
 LEGEND = {
@@ -46,32 +44,9 @@ figure { display: inline-block; vertical-align: top; margin: 0.5em 1em 0.5em 0; 
 """
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path` that replaces `path` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        tmp.chmod(0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """Atomically write UTF-8 text."""
-    with _atomic(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
-
-
 def _copy(src: Path, dst: Path) -> Path:
     """Atomically copy a file."""
-    with _atomic(dst) as tmp:
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
     return dst
 
@@ -99,7 +74,7 @@ def training_curves_figure(csv_path: Path, png_path: Path, title: str = "") -> P
         axes[0].text(0.5, 0.5, "no statistics logged", ha="center", va="center")
     if title:
         fig.suptitle(title, fontsize=10)
-    with _atomic(Path(png_path)) as tmp:
+    with atomic_path(Path(png_path)) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return Path(png_path)
 
@@ -279,7 +254,7 @@ def write_report(root: Path, variants: dict[str, dict]) -> dict[str, Path]:
     figures = _figures(root, variants)
     table = df.map(_fmt)
     return {
-        "readme": _write_text(reports / "README.md", _readme(table, accuracy, figures, variants)),
-        "html": _write_text(reports / "index.html", _html(table, accuracy, figures)),
-        "csv": _write_text(reports / "comparison.csv", df.to_csv(index=False)),
+        "readme": write_text(reports / "README.md", _readme(table, accuracy, figures, variants)),
+        "html": write_text(reports / "index.html", _html(table, accuracy, figures)),
+        "csv": write_text(reports / "comparison.csv", df.to_csv(index=False)),
     }

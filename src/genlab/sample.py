@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from genlab.io import atomic_path, torch_save
 from genlab.train.checkpoint import load_model
-from genlab.train.common import atomic_save, resolve_device
+from genlab.train.common import resolve_device
 
 
 def sample_paths(root: Path, name: str) -> dict[str, Path]:
@@ -56,7 +56,7 @@ def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
 
     paths = sample_paths(root, name)
     paths["dir"].mkdir(parents=True, exist_ok=True)
-    atomic_save({"x": x, "z": z.cpu()}, paths["samples"])
+    torch_save({"x": x, "z": z.cpu()}, paths["samples"])
     if meta["kind"] == "image":
         save_grid(x[: cfg.grid], paths["grid"], nrow=math.ceil(math.sqrt(min(cfg.grid, len(x)))))
         save_grid(path, paths["interpolation"], nrow=cfg.interpolation_steps)
@@ -80,9 +80,8 @@ def save_grid(x: Tensor, path: Path, nrow: int) -> None:
     scale = max(1, 32 // x.shape[-1])
     if scale > 1:
         x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    save_image(x, tmp, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        save_image(x, tmp, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
 
 
 def scatter(x: Tensor, meta: dict, path: Path, title: str, paths: tuple[int, int] | None = None):
@@ -103,10 +102,9 @@ def scatter(x: Tensor, meta: dict, path: Path, title: str, paths: tuple[int, int
         ax.scatter(modes[:, 0], modes[:, 1], marker="x", c="red", s=40, label="modes")
     ax.set_title(title)
     ax.set_aspect("equal")
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _log_to_run(params, root: Path, name: str, paths: dict[str, Path]) -> None:

@@ -7,7 +7,6 @@ Santurkar et al. 2018 / Lucic et al. 2018 we train a small classifier on the rea
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from genlab.io import torch_save
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -137,17 +138,8 @@ def fit_evaluator(
 
 def save_evaluator(net: Evaluator, path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """Atomically save {"state_dict", "kwargs", "meta"} (meta: plain Python types only)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"state_dict": state, "kwargs": net.kwargs, "meta": meta}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    torch_save({"state_dict": state, "kwargs": net.kwargs, "meta": meta}, Path(path))
 
 
 def load_evaluator(path: str | os.PathLike) -> tuple[Evaluator, dict]:

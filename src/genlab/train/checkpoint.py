@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import genlab
-from genlab.train.common import atomic_save
+from genlab.io import torch_save
 
 MODEL_FORMAT = "genlab.model/1"
 
@@ -25,7 +25,7 @@ class CheckpointError(RuntimeError):
 
 
 def save_model(path: Path, *, family: str, net: nn.Module, cfg: dict, meta: dict) -> None:
-    atomic_save(
+    torch_save(
         {
             "format": MODEL_FORMAT,
             "genlab_version": genlab.__version__,

@@ -6,7 +6,6 @@ import contextlib
 import copy
 import os
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,14 +121,3 @@ class EMA:
             s.lerp_(p, 1 - self.decay)
         for s, b in zip(self.shadow.buffers(), net.buffers(), strict=True):
             s.copy_(b)
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary sibling, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -8,9 +8,7 @@ stopping with a clear message when a loss turns NaN or Inf.
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,13 +17,13 @@ from typing import Any
 import genlab
 from genlab import tracking
 from genlab.data import load_prepared
+from genlab.io import torch_save, write_json
 from genlab.train import FAMILIES
 from genlab.train.checkpoint import CheckpointError, load_checkpoint, save_model
 from genlab.train.common import (
     EMA,
     BatchStream,
     TrainingDiverged,
-    atomic_save,
     configure_determinism,
     global_rng_state,
     resolve_device,
@@ -133,10 +131,10 @@ def train_variant(
         tags={"dvc.stage": f"train@{name}", "dataset": cfg.dataset, "family": cfg.family,
               "variant": name, "genlab.version": genlab.__version__},
     )  # fmt: skip
-    _write_json(paths["run"], {"run_id": run.run_id, "variant": name})
+    write_json(paths["run"], {"run_id": run.run_id, "variant": name})
 
     def checkpoint(step: int) -> None:
-        atomic_save(
+        torch_save(
             {
                 "step": step,
                 "seconds": seconds,
@@ -186,7 +184,7 @@ def train_variant(
     save_model(paths["model"], family=cfg.family, net=net, cfg=config, meta=meta)
     _log_final_artifacts(run, paths, name)
     run.end("FINISHED")
-    _write_json(paths["run"], {"run_id": run.run_id, "variant": name, "seconds": seconds})
+    write_json(paths["run"], {"run_id": run.run_id, "variant": name, "seconds": seconds})
     return {"run_id": run.run_id, "steps": cfg.steps, "seconds": seconds}
 
 
@@ -220,12 +218,6 @@ def _log_final_artifacts(run, paths: dict[str, Path], name: str) -> None:
     run.log_artifact(paths["csv"])
     run.log_artifact(paths["model"])
     figure.unlink()
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _progress(enabled: bool | None, total: int, initial: int, name: str):
