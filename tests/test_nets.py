@@ -18,7 +18,8 @@ from genlab.train import FAMILIES
 from genlab.train.common import BatchStream, configure_determinism
 from tests.conftest import tiny_params_dict
 
-ARCH_DATASET = {"dcgan": "digits", "mlp": "ring8", "conv_vae": "digits"}
+ARCH_DATASET = {"dcgan": "digits", "dcgan_ae": "digits", "mlp": "ring8", "mlp_ae": "ring8",
+                "conv_vae": "digits"}  # fmt: skip
 REGULARIZER_CHOICES = [{}] + [{name: {"weight": 1.0}} for name in GAN_REGULARIZERS]
 
 
@@ -36,16 +37,37 @@ def step_once(root, cfg, steps: int = 2) -> list[dict]:
     return [trainer.step(batches) for _ in range(steps)]
 
 
-@pytest.mark.parametrize("regularizers", REGULARIZER_CHOICES, ids=str)
-@pytest.mark.parametrize("loss", GAN_LOSSES.names())
-@pytest.mark.parametrize("arch", GAN_ARCHS.names())
-def test_every_gan_arch_loss_and_regularizer_steps(tiny_project, arch, loss, regularizers):
-    root, _ = tiny_project
-    cfg = variant(dataset=ARCH_DATASET[arch], family="gan", arch=arch, loss=loss,
-                  regularizers=regularizers, d_steps=2)  # fmt: skip
-    for stats in step_once(root, cfg):
+def assert_finite_gan_stats(stats_list):
+    for stats in stats_list:
         assert all(math.isfinite(v) for v in stats.values()), stats
         assert {"loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g"} <= set(stats)
+
+
+@pytest.mark.parametrize("regularizers", REGULARIZER_CHOICES, ids=str)
+@pytest.mark.parametrize("loss", GAN_LOSSES.names())
+def test_every_loss_with_every_regularizer_steps(tiny_project, loss, regularizers):
+    root, _ = tiny_project
+    arch = "mlp_ae" if loss == "energy" else "mlp"
+    cfg = variant(dataset="ring8", family="gan", arch=arch, loss=loss,
+                  regularizers=regularizers, d_steps=2, pull_away=0.1)  # fmt: skip
+    assert_finite_gan_stats(step_once(root, cfg))
+
+
+@pytest.mark.parametrize("arch", GAN_ARCHS.names())
+def test_every_gan_arch_steps(tiny_project, arch):
+    root, _ = tiny_project
+    loss = "energy" if arch.endswith("_ae") else "nonsaturating"
+    regularizers = {"spectral_norm": {}, "r1": {"weight": 1.0, "every": 2}}
+    cfg = variant(dataset=ARCH_DATASET[arch], family="gan", arch=arch, loss=loss,
+                  regularizers=regularizers)  # fmt: skip
+    assert_finite_gan_stats(step_once(root, cfg))
+
+
+def test_energy_loss_needs_an_autoencoder_discriminator(tiny_project):
+    root, _ = tiny_project
+    cfg = variant(dataset="ring8", family="gan", arch="mlp", loss="energy")
+    with pytest.raises(ArchitectureError, match="allowed arch: dcgan_ae, mlp_ae"):
+        step_once(root, cfg)
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])

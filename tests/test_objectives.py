@@ -112,7 +112,7 @@ def test_r1_is_half_the_squared_gradient_norm():
 
     D = Quadratic()
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
-    penalty, _ = GAN_REGULARIZERS.build("r1")(D, x, None)
+    penalty, _ = GAN_REGULARIZERS.build("r1").penalty(D, x, None)
     expected = 0.5 * ((A + A.T) @ x.T).pow(2).sum(0).mean()
     assert_close(penalty, expected)
     # the penalty is differentiable w.r.t. D's parameters (double backward)
@@ -123,4 +123,115 @@ def test_r1_is_half_the_squared_gradient_norm():
     # and zero for a constant discriminator
     flat = torch.nn.Linear(3, 1).double()
     torch.nn.init.zeros_(flat.weight)
-    assert GAN_REGULARIZERS.build("r1")(lambda v: flat(v).squeeze(1), x, None)[0] == 0
+    assert GAN_REGULARIZERS.build("r1").penalty(lambda v: flat(v).squeeze(1), x, None)[0] == 0
+
+
+def test_wasserstein_hinge_and_least_squares_losses():
+    r, f = LOGITS_REAL.double(), LOGITS_FAKE.double()
+    w = GAN_LOSSES.build("wasserstein")
+    loss_d, stats = w.discriminator(r, f)
+    assert_close(loss_d, f.mean() - r.mean())
+    assert_close(stats["wasserstein_estimate"], (r.mean() - f.mean()).item())
+    assert_close(w.generator(f)[0], -f.mean())
+
+    h = GAN_LOSSES.build("hinge")
+    expected = torch.clamp(1 - r, min=0).mean() + torch.clamp(1 + f, min=0).mean()
+    assert_close(h.discriminator(r, f)[0], expected)
+    assert_close(h.generator(f)[0], -f.mean())
+
+    class Cfg:
+        ls_targets = (-1.0, 1.0, 0.0)
+
+    ls = GAN_LOSSES.build("least_squares", Cfg())
+    assert_close(
+        ls.discriminator(r, f)[0], 0.5 * ((r - 1) ** 2).mean() + 0.5 * ((f + 1) ** 2).mean()
+    )
+    assert_close(ls.generator(f)[0], 0.5 * (f**2).mean())
+    default = GAN_LOSSES.build("least_squares")
+    assert_close(default.generator(f)[0], 0.5 * ((f - 1) ** 2).mean())
+
+
+def test_energy_loss_and_pulling_away_term():
+    from genlab.objectives.gan import pulling_away
+
+    class Cfg:
+        margin, pull_away = 2.0, 0.5
+
+    e = GAN_LOSSES.build("energy", Cfg())
+    real, fake = torch.tensor([0.5, 1.0]), torch.tensor([0.5, 3.0])
+    assert_close(e.discriminator(real, fake)[0], torch.tensor(0.75 + (1.5 + 0.0) / 2))
+    s = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    cos = [[1, 2**-0.5, 0], [2**-0.5, 1, 2**-0.5], [0, 2**-0.5, 1]]
+    expected = sum(cos[i][j] ** 2 for i in range(3) for j in range(3) if i != j) / 6
+    assert_close(pulling_away(s), torch.tensor(expected))
+
+
+def per_sample_grad_norms(D, x):
+    """Reference: one autograd call per sample."""
+    norms = []
+    for xi in x:
+        xi = xi.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(D(xi[None]).sum(), xi)
+        norms.append(g.norm())
+    return torch.stack(norms)
+
+
+def test_gradient_penalty_two_and_one_sided_against_reference():
+    torch.manual_seed(0)
+    D = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    D2 = lambda x: D(x).squeeze(1)  # noqa: E731
+    gen = torch.Generator().manual_seed(3)
+    real = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    fake = torch.randn(6, 3, generator=gen, dtype=torch.float64) + 2
+
+    class Cfg:
+        one_sided = False
+
+    gp, _ = GAN_REGULARIZERS.build("gradient_penalty", Cfg()).penalty(
+        D2, real, fake, torch.Generator().manual_seed(7)
+    )
+    alpha = torch.rand(6, 1, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    norms = per_sample_grad_norms(D2, alpha * real + (1 - alpha) * fake)
+    assert_close(gp, ((norms - 1) ** 2).mean())
+    Cfg.one_sided = True
+    gp1, _ = GAN_REGULARIZERS.build("gradient_penalty", Cfg()).penalty(
+        D2, real, fake, torch.Generator().manual_seed(7)
+    )
+    assert_close(gp1, (torch.clamp(norms - 1, min=0) ** 2).mean())
+    # a linear critic with ||w|| = 0.5: two-sided penalty (0.5 - 1)^2, one-sided exactly zero
+    lin = torch.nn.Linear(3, 1, bias=False).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.3, 0.4, 0.0]]))
+    f = lambda x: lin(x).squeeze(1)  # noqa: E731
+    assert GAN_REGULARIZERS.build("gradient_penalty", Cfg()).penalty(f, real, fake)[0] == 0
+    Cfg.one_sided = False
+    assert_close(GAN_REGULARIZERS.build("gradient_penalty", Cfg()).penalty(f, real, fake)[0],
+                 torch.tensor(0.25, dtype=torch.float64))  # fmt: skip
+    # r2 penalises the gradient at the fakes
+    r2, _ = GAN_REGULARIZERS.build("r2").penalty(D2, real, fake)
+    assert_close(r2, 0.5 * (per_sample_grad_norms(D2, fake) ** 2).mean())
+
+
+def test_weight_clip_bounds_every_parameter():
+    class Cfg:
+        clip = 0.05
+
+    D = torch.nn.Linear(4, 3)
+    torch.nn.init.normal_(D.weight, std=1.0)
+    GAN_REGULARIZERS.build("weight_clip", Cfg()).after_step(D)
+    c = torch.tensor(0.05, dtype=torch.float32).item()  # 0.05 as a float32
+    assert max(p.abs().max().item() for p in D.parameters()) <= c
+    assert D.weight.abs().max().item() == c  # large weights sit on the boundary
+
+
+def test_spectral_norm_divides_by_the_largest_singular_value():
+    torch.manual_seed(0)
+    D = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LeakyReLU(0.2), torch.nn.Linear(7, 1))
+    GAN_REGULARIZERS.build("spectral_norm").setup(D)
+    for _ in range(100):  # power iteration runs once per training-mode forward
+        D(torch.randn(4, 5))
+    layer = D[0]
+    original = layer.parametrizations.weight.original
+    sigma = torch.linalg.svdvals(original)[0]
+    assert_close(layer.weight, original / sigma, rtol=1e-4, atol=1e-5)
+    assert_close(torch.linalg.svdvals(layer.weight)[0], torch.tensor(1.0), rtol=1e-4, atol=1e-5)

@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from models/<v>/state.pt")
     sub.add_parser("sample", help="draw samples and figures").add_argument("variant")
     sub.add_parser("evaluate", help="score a variant's samples").add_argument("variant")
+    sub.add_parser("toy", help="a paper reproduction -> reports/toys/").add_argument("name")
     sub.add_parser("report", help="write reports/")
     ui = sub.add_parser("ui", help="mlflow ui on 127.0.0.1 against the project's store")
     ui.add_argument("--port", type=int, default=5000)
@@ -73,6 +74,13 @@ def run(args: argparse.Namespace) -> None:
         from genlab.evaluate import evaluate_variant
 
         print(f"evaluated {args.variant}: {evaluate_variant(params, args.variant, root)}")
+    elif args.command == "toy":
+        from genlab.toys import TOYS
+
+        table = TOYS.get(args.name).run(
+            params.toy_cfg(args.name), params.seed, root / "reports/toys"
+        )
+        print(table.to_string(max_rows=40))
     elif args.command == "report":
         from genlab.report import write_report
 

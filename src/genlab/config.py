@@ -90,8 +90,10 @@ class OptimizerCfg(Strict):
 
 
 class RegularizerCfg(Strict):
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0)  # multiplies the penalty (gamma for r1/r2, lambda for GP)
     every: int = Field(1, ge=1)  # lazy regularisation interval (StyleGAN2)
+    clip: float = Field(0.01, gt=0)  # weight_clip: parameters clamped to [-clip, clip]
+    one_sided: bool = False  # gradient_penalty: penalise only gradient norms above 1
 
 
 class VariantCfg(Strict):
@@ -105,6 +107,10 @@ class VariantCfg(Strict):
     width: int | None = Field(None, ge=1)  # architecture's base width; None = the arch default
     depth: int = Field(3, ge=1)  # hidden layers of MLPs
     beta: float = Field(1.0, ge=0)  # elbo: weight of the KL term
+    divergence: str = "gan"  # fgan: the f-divergence (Nowozin et al. 2016, table 1)
+    ls_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)  # least_squares: a, b, c
+    margin: float = Field(1.0, gt=0)  # energy: EBGAN margin m
+    pull_away: float = Field(0.0, ge=0)  # energy: weight of the pulling-away term
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     regularizers: dict[str, RegularizerCfg] = Field(default_factory=dict)
     d_steps: int = Field(1, ge=1)  # D updates before each G update (the lecture's k)
@@ -184,6 +190,7 @@ class Params(Strict):
     sample: SampleCfg = SampleCfg()
     evaluate: EvaluateCfg = EvaluateCfg()
     evaluator: EvaluatorCfg = EvaluatorCfg()
+    toys: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> the toy's settings
 
     @model_validator(mode="before")
     @classmethod
@@ -197,6 +204,19 @@ class Params(Strict):
                     for name, v in raw["variants"].items()
                 }
         return raw
+
+    @field_validator("toys")
+    @classmethod
+    def _toys_known(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from genlab.toys import TOYS
+
+        for name, settings in v.items():
+            config = TOYS.get(name).config
+            try:
+                config.model_validate(settings or {})
+            except ValidationError as e:
+                raise ValueError(format_errors(e, f"toys.{name}").replace("\n", ";")) from None
+        return v
 
     @field_validator("train")
     @classmethod
@@ -216,6 +236,14 @@ class Params(Strict):
             raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(sorted(fields))}")
         cfg = getattr(self.data, name) or _unwrap_optional(fields[name].annotation)()
         return cfg.model_dump()
+
+    def toy_cfg(self, name: str):
+        """The validated settings of toy ``name`` (the paper's defaults where params are silent)."""
+        from genlab.toys import TOYS
+
+        if name not in TOYS:
+            raise ConfigError(f"unknown toy {name!r}; allowed: {', '.join(TOYS.names())}")
+        return TOYS.get(name).config.model_validate(self.toys.get(name) or {})
 
     def variant(self, name: str) -> VariantCfg:
         try:

@@ -246,15 +246,49 @@ def _html(
     return "\n".join(parts) + "\n"
 
 
+def _toys(root: Path) -> list[tuple[str, pd.DataFrame, str | None]]:
+    """(name, table, relative png path or None) of every reports/toys/<name>.csv."""
+    toys = []
+    for csv_path in sorted((root / "reports" / "toys").glob("*.csv")):
+        png = csv_path.with_suffix(".png")
+        table = pd.read_csv(csv_path).map(_fmt)
+        toys.append((csv_path.stem, table, f"toys/{png.name}" if png.exists() else None))
+    return toys
+
+
+def _toys_markdown(toys: list[tuple[str, pd.DataFrame, str | None]]) -> str:
+    lines = ["", "## Paper reproductions (`genlab toy NAME`)"] if toys else []
+    for name, table, png in toys:
+        lines += ["", f"### {name}", "", _markdown_table(table)]
+        if png:
+            lines += ["", f"![{name}]({png})"]
+    return "\n".join(lines) + ("\n" if toys else "")
+
+
+def _toys_html(toys: list[tuple[str, pd.DataFrame, str | None]]) -> str:
+    parts = ["<h2>Paper reproductions</h2>"] if toys else []
+    for name, table, png in toys:
+        parts += [f"<h3>{html.escape(name)}</h3>", table.to_html(index=False, border=0)]
+        if png:
+            parts.append(f'<img class="curves" src="{html.escape(png)}" alt="{html.escape(name)}">')
+    return "\n".join(parts)
+
+
 def write_report(root: Path, variants: dict[str, dict]) -> dict[str, Path]:
-    """Write reports/comparison.csv, README.md, index.html and figures/ under `root`."""
+    """Write reports/comparison.csv, README.md, index.html and figures/ under `root`; the toys'
+    tables in reports/toys/ get a section of their own."""
     root = Path(root)
     reports = root / "reports"
     df, accuracy = _comparison(root, variants)
     figures = _figures(root, variants)
     table = df.map(_fmt)
+    toys = _toys(root)
+    page = _html(table, accuracy, figures).replace("</body>", _toys_html(toys) + "\n</body>")
     return {
-        "readme": write_text(reports / "README.md", _readme(table, accuracy, figures, variants)),
-        "html": write_text(reports / "index.html", _html(table, accuracy, figures)),
+        "readme": write_text(
+            reports / "README.md",
+            _readme(table, accuracy, figures, variants) + _toys_markdown(toys),
+        ),
+        "html": write_text(reports / "index.html", page),
         "csv": write_text(reports / "comparison.csv", df.to_csv(index=False)),
     }

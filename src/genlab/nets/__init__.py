@@ -5,7 +5,7 @@ GAN builders return ``{"G": ..., "D": ...}`` (G maps (B, latent_dim) noise to da
 one logit per sample); VAE builders return ``{"vae": ...}``.
 """
 
-from genlab.nets import conv_vae, dcgan, mlp  # noqa: F401  (registers the builders)
+from genlab.nets import autoencoder, conv_vae, dcgan, mlp  # noqa: F401  (registers the builders)
 from genlab.nets.base import GAN_ARCHS, VAE_ARCHS, ArchitectureError
 
 __all__ = ["GAN_ARCHS", "VAE_ARCHS", "ArchitectureError"]

@@ -20,7 +20,15 @@ Stats = dict[str, float]
 
 
 class GANLoss:
-    """Base class: the discriminator maximises V(D, G); subclasses choose the generator's loss."""
+    """Base class: the discriminator maximises V(D, G); subclasses choose the generator's loss.
+    ``cfg`` (the variant) carries loss options such as ``ls_targets``, ``margin``, ``divergence``.
+    """
+
+    def __init__(self, cfg=None) -> None:
+        self.cfg = cfg
+
+    def setup(self, G: torch.nn.Module, D: torch.nn.Module) -> None:
+        """Called once with the built networks (e.g. to check that D fits the loss)."""
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
         # -V(D, G) = -E[log D(x)] - E[log(1 - D(G(z)))], lecture notes' D step.
@@ -54,3 +62,91 @@ class NonSaturating(GANLoss):
 
     def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
         return F.softplus(-d_fake).mean(), {}
+
+
+@GAN_LOSSES.register("wasserstein")
+class Wasserstein(GANLoss):
+    """WGAN (Arjovsky et al. 2017, eq. 3): the critic maximises E[D(x)] - E[D(G(z))], an estimate of
+    W1 when D is 1-Lipschitz (pair it with weight_clip, gradient_penalty or spectral_norm)."""
+
+    def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
+        estimate = d_real.mean() - d_fake.mean()
+        return -estimate, _means(d_real, d_fake) | {"wasserstein_estimate": estimate.item()}
+
+    def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
+        return -d_fake.mean(), {}
+
+
+@GAN_LOSSES.register("least_squares")
+class LeastSquares(GANLoss):
+    """LSGAN (Mao et al. 2017, eq. 2) with targets a (fake), b (real) for D and c for G:
+    D minimises 1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2], G minimises 1/2 E[(D(G(z)) - c)^2].
+    (a, b, c) = (-1, 1, 0) minimises the Pearson chi^2 divergence; (0, 1, 1) is the usual choice."""
+
+    def __init__(self, cfg=None) -> None:
+        self.a, self.b, self.c = getattr(cfg, "ls_targets", (0.0, 1.0, 1.0))
+
+    def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
+        loss = 0.5 * (d_real - self.b).pow(2).mean() + 0.5 * (d_fake - self.a).pow(2).mean()
+        return loss, _means(d_real, d_fake)
+
+    def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
+        return 0.5 * (d_fake - self.c).pow(2).mean(), {}
+
+
+@GAN_LOSSES.register("hinge")
+class Hinge(GANLoss):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): D minimises E[max(0, 1 - D(x))] +
+    E[max(0, 1 + D(G(z)))], G minimises -E[D(G(z))]."""
+
+    def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
+        loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        return loss, _means(d_real, d_fake)
+
+    def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
+        return -d_fake.mean(), {}
+
+
+@GAN_LOSSES.register("energy")
+class Energy(GANLoss):
+    """EBGAN (Zhao et al. 2017, eqs. 1-2): D is an autoencoder whose reconstruction error is the
+    energy; D minimises E[D(x)] + E[max(0, m - D(G(z)))], G minimises E[D(G(z))] plus, with weight
+    ``pull_away``, the pulling-away term on D's embeddings of the fakes (eq. 6)."""
+
+    def __init__(self, cfg=None) -> None:
+        self.margin = getattr(cfg, "margin", 1.0)
+        self.pull_away = getattr(cfg, "pull_away", 0.0)
+        self.D: torch.nn.Module | None = None
+
+    def setup(self, G: torch.nn.Module, D: torch.nn.Module) -> None:
+        if not hasattr(D, "embedding"):
+            from genlab.nets import ArchitectureError
+
+            raise ArchitectureError(
+                "loss 'energy' needs an autoencoder discriminator; allowed arch: dcgan_ae, mlp_ae"
+            )
+        self.D = D
+
+    def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
+        loss = d_real.mean() + F.relu(self.margin - d_fake).mean()
+        return loss, _means(d_real, d_fake)
+
+    def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
+        loss = d_fake.mean()
+        if self.pull_away > 0:
+            pt = pulling_away(self.D.embedding)
+            return loss + self.pull_away * pt, {"pull_away": pt.item()}
+        return loss, {}
+
+
+def pulling_away(s: Tensor) -> Tensor:
+    """PT(S) = 1 / (N (N - 1)) sum_{i != j} cos(s_i, s_j)^2 (Zhao et al. 2017, eq. 6)."""
+    s = F.normalize(s.flatten(1).float(), dim=1)
+    n = len(s)
+    cos2 = (s @ s.T).pow(2)
+    return (cos2.sum() - cos2.diagonal().sum()) / (n * (n - 1))
+
+
+def _means(d_real: Tensor, d_fake: Tensor) -> Stats:
+    """Mean raw D outputs (critic values, energies), for the training curves."""
+    return {"d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}

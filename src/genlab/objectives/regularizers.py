@@ -1,8 +1,10 @@
-"""Discriminator regularisers: ``reg(D, real, fake) -> (penalty, stats)``.
+"""Discriminator regularisers, composable, each with a weight and a lazy interval.
 
-The training loop multiplies each penalty by its weight and sums it into D's loss; a regulariser
-with interval k runs every k-th D update with its weight multiplied by k (lazy regularisation,
-Karras et al. 2020, StyleGAN2 section 3.1).
+A regulariser has up to three hooks: ``setup(D)`` once after the networks are built (spectral
+norm), ``penalty(D, real, fake, noise) -> (Tensor, stats)`` added to D's loss times its weight,
+and ``after_step(D)`` after every D update (weight clipping). A regulariser with interval k runs
+its penalty every k-th D update with the weight multiplied by k (lazy regularisation, Karras et
+al. 2020, StyleGAN2 section 3.1).
 """
 
 from __future__ import annotations
@@ -15,18 +17,90 @@ from genlab.registry import Registry
 GAN_REGULARIZERS: Registry = Registry("regularizer")
 
 
-def grad_sq_norm(D: nn.Module, x: Tensor) -> Tensor:
-    """||grad_x D(x)||^2 per sample, with a graph so the penalty can be backpropagated."""
+class Regularizer:
+    """No-op hooks; subclasses override what they need. ``cfg`` is the RegularizerCfg."""
+
+    has_penalty = True
+
+    def __init__(self, cfg=None) -> None:
+        self.cfg = cfg
+
+    def setup(self, D: nn.Module) -> None: ...
+
+    def penalty(
+        self, D: nn.Module, real: Tensor, fake: Tensor, noise: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def after_step(self, D: nn.Module) -> None: ...
+
+
+def grad_norm_at(D: nn.Module, x: Tensor) -> Tensor:
+    """||grad_x D(x)|| per sample, with a graph so a penalty on it can be backpropagated."""
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x).float().sum(), x, create_graph=True)
-    return grad.flatten(1).pow(2).sum(1)
+    return grad.flatten(1).norm(dim=1)
 
 
 @GAN_REGULARIZERS.register("r1")
-class R1:
+class R1(Regularizer):
     """Zero-centred gradient penalty on real data, (1/2) E[||grad D(x)||^2] (Mescheder et al. 2018,
-    eq. 9); the loop's weight is gamma."""
+    eq. 9); its weight is gamma."""
 
-    def __call__(self, D: nn.Module, real: Tensor, fake: Tensor) -> tuple[Tensor, dict]:
-        sq = grad_sq_norm(D, real)
-        return 0.5 * sq.mean(), {"r1_grad_norm": sq.detach().sqrt().mean().item()}
+    def penalty(self, D, real, fake, noise=None):
+        norm = grad_norm_at(D, real)
+        return 0.5 * norm.pow(2).mean(), {"r1_grad_norm": norm.detach().mean().item()}
+
+
+@GAN_REGULARIZERS.register("r2")
+class R2(Regularizer):
+    """Zero-centred gradient penalty on generated data, (1/2) E[||grad D(G(z))||^2] (Mescheder et
+    al. 2018, eq. 10)."""
+
+    def penalty(self, D, real, fake, noise=None):
+        norm = grad_norm_at(D, fake)
+        return 0.5 * norm.pow(2).mean(), {"r2_grad_norm": norm.detach().mean().item()}
+
+
+@GAN_REGULARIZERS.register("gradient_penalty")
+class GradientPenalty(Regularizer):
+    """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(||grad D(x_hat)|| - 1)^2] on x_hat = a x + (1 - a)
+    G(z), a ~ U[0, 1]; ``one_sided: true`` penalises only norms above 1, E[max(0, ||.|| - 1)^2]."""
+
+    def penalty(self, D, real, fake, noise=None):
+        shape = (len(real),) + (1,) * (real.dim() - 1)
+        alpha = torch.rand(shape, generator=noise, device=real.device, dtype=real.dtype)
+        norm = grad_norm_at(D, alpha * real.detach() + (1 - alpha) * fake.detach())
+        excess = norm - 1
+        if getattr(self.cfg, "one_sided", False):
+            excess = excess.clamp(min=0)
+        return excess.pow(2).mean(), {"gp_grad_norm": norm.detach().mean().item()}
+
+
+@GAN_REGULARIZERS.register("weight_clip")
+class WeightClip(Regularizer):
+    """WGAN weight clipping (Arjovsky et al. 2017, Algorithm 1): every D parameter is clamped to
+    [-c, c] after each D update; ``clip`` is c (0.01 in the paper)."""
+
+    has_penalty = False
+
+    @torch.no_grad()
+    def after_step(self, D: nn.Module) -> None:
+        c = getattr(self.cfg, "clip", 0.01)
+        for p in D.parameters():
+            p.clamp_(-c, c)
+
+
+@GAN_REGULARIZERS.register("spectral_norm")
+class SpectralNorm(Regularizer):
+    """Spectral normalisation (Miyato et al. 2018): every convolution and linear layer of D is
+    divided by its largest singular value, estimated by one power iteration per forward pass
+    (PyTorch's ``torch.nn.utils.parametrizations.spectral_norm``)."""
+
+    has_penalty = False
+
+    def setup(self, D: nn.Module) -> None:
+        layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+        for module in list(D.modules()):
+            if isinstance(module, layers):
+                nn.utils.parametrizations.spectral_norm(module)

@@ -18,11 +18,14 @@ class GANTrainer:
         nets = GAN_ARCHS.build(cfg.arch, meta, cfg)
         self.G: nn.Module = nets["G"].to(device)
         self.D: nn.Module = nets["D"].to(device)
-        self.loss = GAN_LOSSES.build(cfg.loss)
+        self.loss = GAN_LOSSES.build(cfg.loss, cfg)
+        self.loss.setup(self.G, self.D)
         self.regularizers = [
-            (GAN_REGULARIZERS.build(name), r.weight, r.every)
+            (GAN_REGULARIZERS.build(name, r), r.weight, r.every)
             for name, r in cfg.regularizers.items()
         ]
+        for reg, _, _ in self.regularizers:
+            reg.setup(self.D)
         self.opt_g = make_optimizer(self.G.parameters(), cfg.optimizer)
         self.opt_d = make_optimizer(self.D.parameters(), cfg.optimizer_d or cfg.optimizer)
         self.noise = torch.Generator(device).manual_seed(seed + 1)
@@ -55,15 +58,17 @@ class GANTrainer:
                 d_real, d_fake = self.D(real), self.D(fake)
             loss_d, stats = self.loss.discriminator(d_real.float(), d_fake.float())
             for reg, weight, every in self.regularizers:
-                if self.d_updates % every == 0:
+                if reg.has_penalty and self.d_updates % every == 0:
                     with amp:
-                        penalty, reg_stats = reg(self.D, real, fake)
+                        penalty, reg_stats = reg.penalty(self.D, real, fake, self.noise)
                     loss_d = loss_d + weight * every * penalty
                     stats.update(reg_stats)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             stats["grad_norm_d"] = grad_norm(self.D)
             self.opt_d.step()
+            for reg, _, _ in self.regularizers:
+                reg.after_step(self.D)
             self.d_updates += 1
 
         self.D.requires_grad_(False)  # G's step needs gradients through D, not for D
