@@ -25,6 +25,7 @@ from tests.conftest import REPO, tiny_params_dict, write_params
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_metrics.json"
 VARIANTS = ("vae", "dcgan_ns", "dcgan_mm", "ring_gan")
+TOYS = ("dirac", "parallel-lines", "fgan-gaussian", "modes2d")
 
 
 def e2e_params() -> dict:
@@ -36,6 +37,14 @@ def e2e_params() -> dict:
     raw["variants"]["dcgan_mm"] = {**raw["variants"]["dcgan_ns"], "loss": "minimax"}
     raw["variants"]["ring_gan"]["batch_size"] = 64
     raw["sample"]["n"] = 300
+    raw["toys"] = {  # every toy, on tiny settings
+        "dirac": {"steps": 200},
+        "parallel-lines": {"thetas": [-1.0, 0.0, 1.0], "critic_steps": 30, "n_samples": 512},
+        "fgan-gaussian": {"steps": 30, "divergences": ["kl", "reverse_kl"], "batch_size": 128,
+                          "eval_samples": 4096},
+        "modes2d": {"methods": {"nonsaturating": {"loss": "nonsaturating"}}, "seeds": 2,
+                    "steps": 5, "batch_size": 32, "n_train": 256, "n_samples": 250, "width": 16},
+    }  # fmt: skip
     return raw
 
 
@@ -70,7 +79,11 @@ def test_every_declared_output_exists(project):
     log = project.joinpath("first_run.log").read_text()
     expected = {f"{s}@{v}" for s in ("train", "sample", "evaluate") for v in VARIANTS}
     expected |= {f"{s}@{d}" for s in ("prepare", "fit-evaluator") for d in ("digits", "ring8")}
+    expected |= {f"toy@{t}" for t in TOYS}
     assert ran_stages(log) == expected | {"report"}
+    for t in TOYS:
+        assert (project / f"reports/toys/{t}.csv").is_file()
+        assert (project / f"reports/toys/{t}.png").read_bytes()[:4] == b"\x89PNG"
     for d in ("digits", "ring8"):
         for f in ("train.pt", "test.pt", "meta.json"):
             assert (project / "data/prepared" / d / f).is_file()
@@ -88,6 +101,7 @@ def test_every_declared_output_exists(project):
         assert (project / "reports" / f).is_file()
     readme = (project / "reports/README.md").read_text()
     assert all(v in readme for v in VARIANTS) and "real-vs-real" in readme
+    assert all(f"### {t}" in readme for t in TOYS)
     shown = dvc(project, "metrics", "show")
     assert "metrics/dcgan_ns.json" in shown and "frechet" in shown
     dvc(project, "plots", "show", "-o", str(project / "dvc_plots"))

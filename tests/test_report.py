@@ -203,3 +203,17 @@ def test_curves_figure_single_row(tmp_path: Path) -> None:
     png = training_curves_figure(csv, tmp_path / "out" / "curves.png", title="one row")
     assert png.read_bytes().startswith(PNG_SIGNATURE)
     assert list((tmp_path / "out").iterdir()) == [png]  # no temp file left behind
+
+
+def test_toy_tables_get_a_section(project: Path) -> None:
+    toys = project / "reports" / "toys"
+    toys.mkdir(parents=True)
+    pd.DataFrame({"method": ["gan", "r1"], "final_distance": [3.354, 1e-19]}).to_csv(
+        toys / "dirac.csv", index=False
+    )
+    (toys / "dirac.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    out = write_report(project, VARIANTS)
+    readme = out["readme"].read_text()
+    assert "### dirac" in readme and "| gan | 3.354 |" in readme and "(toys/dirac.png)" in readme
+    page = out["html"].read_text()
+    assert 'src="toys/dirac.png"' in page and "<h3>dirac</h3>" in page

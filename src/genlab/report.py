@@ -95,10 +95,12 @@ def _numeric(d: dict[str, Any]) -> dict[str, float | int | None]:
 
 def _regularizers(regs: dict[str, Any] | None) -> str:
     """Render {"gradient_penalty": {"weight": 10}} as "gradient_penalty(10)", joined by "+"."""
+    shown = {"weight_clip": "clip", "spectral_norm": None}  # the setting that matters, if any
     parts = []
     for name, cfg in (regs or {}).items():
-        weight = cfg.get("weight") if isinstance(cfg, dict) else cfg
-        parts.append(f"{name}({weight:g})" if isinstance(weight, int | float) else name)
+        key = shown.get(name, "weight")
+        value = cfg.get(key) if isinstance(cfg, dict) and key else None
+        parts.append(f"{name}({value:g})" if isinstance(value, int | float) else name)
     return "+".join(parts) or "none"
 
 
