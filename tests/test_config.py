@@ -41,6 +41,7 @@ def test_registry_unknown_name_lists_the_valid_ones():
         ("variants.vae.family", "flow", r"family = 'flow': allowed: 'gan' or 'vae'"),
         ("variants.dcgan_ns.loss", "elbo", r"unknown loss 'elbo'; allowed: energy, fgan, hinge, least_squares, minimax, nonsaturating, wasserstein"),
         ("variants.dcgan_ns.regularizers", {"r3": {}}, r"unknown regularizer 'r3'; allowed: gradient_penalty, r1, r2, spectral_norm, weight_clip"),
+        ("variants.dcgan_ns.divergence", "wasserstein", r"divergence = 'wasserstein': unknown divergence 'wasserstein'; allowed: gan, jeffrey, jensen_shannon, kl"),
         ("evaluate.metrics", ["fid"], r"unknown metric 'fid'; allowed: coverage, elbo, frechet"),
         ("data.cifar100", {}, r"data\.cifar100 = \{\.\.\.\}: unknown key; allowed keys: digits"),
         ("data.ring8.std", -1, r"data\.ring8\.std = -1: .*greater than 0"),

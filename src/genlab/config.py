@@ -130,6 +130,13 @@ class VariantCfg(Strict):
 
         return _check_name(DATASETS, v)
 
+    @field_validator("divergence")
+    @classmethod
+    def _divergence_known(cls, v: str) -> str:
+        from genlab.objectives.fgan import DIVERGENCES
+
+        return _check_name(DIVERGENCES, v)
+
     @field_validator("arch", "loss", "regularizers")
     @classmethod
     def _names_fit_family(cls, v: Any, info: ValidationInfo) -> Any:
