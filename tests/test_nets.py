@@ -123,3 +123,15 @@ def test_arch_on_wrong_kind_of_data_is_a_clear_error():
         GAN_ARCHS.build("dcgan", meta, cfg)
     with pytest.raises(ArchitectureError, match="got 25"):
         upsampling_plan("dcgan", 25)
+
+
+def test_dcgan_critic_without_batch_norm_for_gradient_penalties():
+    cfg = variant(dataset="digits", family="gan", arch="dcgan", d_norm="none")
+    meta = {"name": "digits", "kind": "image", "shape": [1, 8, 8], "num_classes": 10}
+    nets = GAN_ARCHS.build("dcgan", meta, cfg)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in nets["D"].modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in nets["G"].modules())
+    # per-sample independence: D's output for a sample does not depend on the rest of the batch
+    x = torch.randn(6, 1, 8, 8)
+    nets["D"].train()
+    torch.testing.assert_close(nets["D"](x)[:2], nets["D"](x[:2]))

@@ -106,6 +106,7 @@ class VariantCfg(Strict):
     latent_dim: int = Field(64, ge=1)
     width: int | None = Field(None, ge=1)  # architecture's base width; None = the arch default
     depth: int = Field(3, ge=1)  # hidden layers of MLPs
+    d_norm: Literal["batch", "none"] = "batch"  # dcgan D's normalisation (none for WGAN-GP)
     beta: float = Field(1.0, ge=0)  # elbo: weight of the KL term
     divergence: str = "gan"  # fgan: the f-divergence (Nowozin et al. 2016, table 1)
     ls_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)  # least_squares: a, b, c

@@ -22,7 +22,9 @@ def up_block(ch_in: int, ch_out: int, **conv) -> list[nn.Module]:
     ]
 
 
-def down_block(ch_in: int, ch_out: int) -> list[nn.Module]:
+def down_block(ch_in: int, ch_out: int, norm: bool = True) -> list[nn.Module]:
+    if not norm:
+        return [nn.Conv2d(ch_in, ch_out, 4, 2, 1), nn.LeakyReLU(0.2)]
     return [
         nn.Conv2d(ch_in, ch_out, 4, 2, 1, bias=False),
         nn.BatchNorm2d(ch_out),
@@ -52,15 +54,17 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image -> one logit per sample; no batch norm on the input layer (DCGAN)."""
+    """image -> one logit per sample; no batch norm on the input layer (DCGAN). ``norm=False``
+    drops batch norm everywhere, as WGAN-GP asks of its critic (Gulrajani et al. 2017, sec. 4):
+    the penalty is per sample, and batch norm couples the samples of a batch."""
 
-    def __init__(self, *, channels: int, size: int, width: int, dim_out: int = 1):
+    def __init__(self, *, channels: int, size: int, width: int, dim_out: int = 1, norm=True):
         super().__init__()
         start, n = upsampling_plan("dcgan", size)
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2)]
         ch = width
         for _ in range(n):
-            layers += down_block(ch, ch * 2)
+            layers += down_block(ch, ch * 2, norm)
             ch *= 2
         layers.append(nn.Conv2d(ch, dim_out, start, 1, 0))
         self.net = nn.Sequential(*layers)
@@ -76,7 +80,7 @@ def build_dcgan(meta: dict, cfg) -> dict[str, nn.Module]:
     width = cfg.width or 64
     nets = {
         "G": Generator(latent_dim=cfg.latent_dim, channels=channels, size=size, width=width),
-        "D": Discriminator(channels=channels, size=size, width=width),
+        "D": Discriminator(channels=channels, size=size, width=width, norm=cfg.d_norm == "batch"),
     }
     for net in nets.values():
         dcgan_init(net)
