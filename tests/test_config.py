@@ -42,6 +42,11 @@ def test_registry_unknown_name_lists_the_valid_ones():
         ("variants.dcgan_ns.loss", "elbo", r"unknown loss 'elbo'; allowed: energy, fgan, hinge, least_squares, minimax, nonsaturating, wasserstein"),
         ("variants.dcgan_ns.regularizers", {"r3": {}}, r"unknown regularizer 'r3'; allowed: gradient_penalty, r1, r2, spectral_norm, weight_clip"),
         ("variants.dcgan_ns.divergence", "wasserstein", r"divergence = 'wasserstein': unknown divergence 'wasserstein'; allowed: gan, jeffrey, jensen_shannon, kl"),
+        ("variants.vae.d_steps", 5, r"d_steps = 5 has no effect here; it is read by family: gan"),
+        ("variants.dcgan_ns.margin", 3.0, r"margin = 3\.0 has no effect here; it is read by loss: energy"),
+        ("variants.dcgan_ns.regularizers", {"spectral_norm": {"weight": 7}}, r"regularizer 'spectral_norm' does not use weight; it reads nothing"),
+        ("variants.dcgan_ns.regularizers", {"r1": {"clip": 5}}, r"regularizer 'r1' does not use clip; it reads every, weight"),
+        ("variants.dcgan_ns.regularizers", {"gradient_penalty": {"weight": 10}}, r"batch-normalised critic.*set d_norm: none"),
         ("evaluate.metrics", ["fid"], r"unknown metric 'fid'; allowed: coverage, elbo, frechet"),
         ("data.cifar100", {}, r"data\.cifar100 = \{\.\.\.\}: unknown key; allowed keys: digits"),
         ("data.ring8.std", -1, r"data\.ring8\.std = -1: .*greater than 0"),
@@ -67,6 +72,16 @@ def test_variants_override_train_defaults_deeply():
     assert v.optimizer.lr == 1e-4 and v.optimizer.betas == (0.5, 0.999)  # merged, not replaced
     assert params.variant("vae").optimizer.lr == 2e-4
     assert params.variant("vae").loss == "elbo"  # the family's default loss
+
+
+def test_a_variant_can_drop_a_shared_regularizer():
+    raw = tiny_params_dict()
+    raw["train"]["regularizers"] = {"r1": {"weight": 1.0}}
+    raw["variants"]["ring_gan"]["regularizers"] = {"spectral_norm": {}}
+    raw["variants"].pop("vae")
+    params = validate_params(raw)
+    assert set(params.variant("ring_gan").regularizers) == {"spectral_norm"}
+    assert set(params.variant("dcgan_ns").regularizers) == {"r1"}
 
 
 def test_unknown_variant_and_dataset_lookups():

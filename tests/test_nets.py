@@ -47,9 +47,9 @@ def assert_finite_gan_stats(stats_list):
 @pytest.mark.parametrize("loss", GAN_LOSSES.names())
 def test_every_loss_with_every_regularizer_steps(tiny_project, loss, regularizers):
     root, _ = tiny_project
-    arch = "mlp_ae" if loss == "energy" else "mlp"
-    cfg = variant(dataset="ring8", family="gan", arch=arch, loss=loss,
-                  regularizers=regularizers, d_steps=2, pull_away=0.1)  # fmt: skip
+    energy = {"arch": "mlp_ae", "pull_away": 0.1} if loss == "energy" else {"arch": "mlp"}
+    cfg = variant(dataset="ring8", family="gan", loss=loss, regularizers=regularizers,
+                  d_steps=2, **energy)  # fmt: skip
     assert_finite_gan_stats(step_once(root, cfg))
 
 
@@ -63,11 +63,13 @@ def test_every_gan_arch_steps(tiny_project, arch):
     assert_finite_gan_stats(step_once(root, cfg))
 
 
-def test_energy_loss_needs_an_autoencoder_discriminator(tiny_project):
-    root, _ = tiny_project
-    cfg = variant(dataset="ring8", family="gan", arch="mlp", loss="energy")
+def test_energy_loss_needs_an_autoencoder_discriminator():
+    from genlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="needs an autoencoder discriminator.*dcgan_ae, mlp_ae"):
+        variant(dataset="ring8", family="gan", arch="mlp", loss="energy")
     with pytest.raises(ArchitectureError, match="allowed arch: dcgan_ae, mlp_ae"):
-        step_once(root, cfg)
+        GAN_LOSSES.build("energy").setup(torch.nn.Identity(), torch.nn.Linear(2, 1))
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])

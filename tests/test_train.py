@@ -39,9 +39,11 @@ def load_state(root, name):
 
 
 def params_with(**variant_overrides):
+    """Tiny params with the overrides on every variant they apply to (d_steps: GANs only)."""
     raw = tiny_params_dict()
-    for name in raw["variants"]:
-        raw["variants"][name].update(variant_overrides)
+    for cfg in raw["variants"].values():
+        cfg.update({k: v for k, v in variant_overrides.items()
+                    if not (k == "d_steps" and cfg["family"] == "vae")})  # fmt: skip
     return validate_params(raw)
 
 

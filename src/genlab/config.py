@@ -151,9 +151,69 @@ class VariantCfg(Strict):
             return _check_name(family.archs, v)
         if info.field_name == "loss":
             return _check_name(family.losses, family.default_loss if v is None else v)
-        for name in v:
+        for name, reg in v.items():
             _check_name(family.regularizers, name)
+            reads = REGULARIZER_KEYS.get(name, {"weight", "every"})
+            unused = sorted(
+                key for key in reg.model_fields_set - reads
+                if getattr(reg, key) != RegularizerCfg.model_fields[key].default
+            )  # fmt: skip
+            if unused:
+                raise ValueError(
+                    f"regularizer {name!r} does not use {', '.join(unused)}; "
+                    f"it reads {', '.join(sorted(reads)) or 'nothing'}"
+                )
         return v
+
+    @model_validator(mode="after")
+    def _no_key_that_does_nothing(self) -> VariantCfg:
+        """A key set away from its default where it has no effect is an error, not a no-op."""
+        for key, (applies, where) in RELEVANT.items():
+            default = VariantCfg.model_fields[key].get_default(call_default_factory=True)
+            if getattr(self, key) != default and not applies(self):
+                raise ValueError(
+                    f"{key} = {getattr(self, key)!r} has no effect here; it is read {where}"
+                )
+        if self.loss == "energy" and not self.arch.endswith("_ae"):
+            raise ValueError(
+                f"loss 'energy' needs an autoencoder discriminator; arch = {self.arch!r}, "
+                "allowed: dcgan_ae, mlp_ae"
+            )
+        if (
+            "gradient_penalty" in self.regularizers
+            and self.arch == "dcgan"
+            and self.d_norm != "none"
+        ):
+            raise ValueError(
+                "gradient_penalty on a batch-normalised critic: the per-sample gradient then "
+                "depends on the batch (Gulrajani et al. 2017, sec. 4); set d_norm: none"
+            )
+        if self.ls_targets[0] == self.ls_targets[1]:
+            raise ValueError("ls_targets: a (fake) and b (real) must differ or D learns nothing")
+        return self
+
+
+# which keys each regulariser reads (the others must stay at their defaults)
+REGULARIZER_KEYS = {
+    "weight_clip": {"clip"},
+    "spectral_norm": set(),
+    "gradient_penalty": {"weight", "every", "one_sided"},
+}
+
+# variant key -> (does it apply to this variant?, where it is read)
+RELEVANT = {
+    "margin": (lambda v: v.loss == "energy", "by loss: energy"),
+    "pull_away": (lambda v: v.loss == "energy", "by loss: energy"),
+    "divergence": (lambda v: v.loss == "fgan", "by loss: fgan"),
+    "ls_targets": (lambda v: v.loss == "least_squares", "by loss: least_squares"),
+    "beta": (lambda v: v.family == "vae", "by family: vae"),
+    "likelihood": (lambda v: v.family == "vae", "by family: vae"),
+    "d_steps": (lambda v: v.family == "gan", "by family: gan"),
+    "optimizer_d": (lambda v: v.family == "gan", "by family: gan"),
+    "regularizers": (lambda v: v.family == "gan", "by family: gan"),
+    "d_norm": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
+    "depth": (lambda v: v.arch in ("mlp", "mlp_ae"), "by arch: mlp, mlp_ae"),
+}
 
 
 class SampleCfg(Strict):
@@ -208,7 +268,7 @@ class Params(Strict):
             if isinstance(shared, dict):
                 raw = dict(raw)
                 raw["variants"] = {
-                    name: deep_merge(shared, v) if isinstance(v, dict) else v
+                    name: merge_variant(shared, v) if isinstance(v, dict) else v
                     for name, v in raw["variants"].items()
                 }
         return raw
@@ -261,6 +321,15 @@ class Params(Strict):
                 f"unknown variant {name!r}; the variants in params.yaml are: "
                 f"{', '.join(sorted(self.variants)) or '(none)'}"
             ) from None
+
+
+def merge_variant(shared: dict, variant: dict) -> dict:
+    """The shared ``train`` defaults under a variant; a variant's ``regularizers`` replace the
+    shared ones instead of adding to them (so a variant can drop one)."""
+    merged = deep_merge(shared, variant)
+    if "regularizers" in variant:
+        merged["regularizers"] = copy.deepcopy(variant["regularizers"])
+    return merged
 
 
 def deep_merge(base: dict, override: dict) -> dict:
