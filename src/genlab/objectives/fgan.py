@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genlab.objectives.gan import GAN_LOSSES, GANLoss, Stats
+from genlab.objectives.gan import GAN_LOSSES, GANLoss, Stats, mean_outputs
 from genlab.registry import Registry
 
 LOG2 = math.log(2.0)
@@ -209,12 +209,7 @@ class FGAN(GANLoss):
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
         bound = self.divergence.bound(d_real, d_fake)
-        stats = {
-            "d_real": d_real.detach().mean().item(),
-            "d_fake": d_fake.detach().mean().item(),
-            "divergence_estimate": bound.item(),
-        }
-        return -bound, stats
+        return -bound, mean_outputs(d_real, d_fake) | {"divergence_estimate": bound.item()}
 
     def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
         return -self.divergence.activation(d_fake).mean(), {}

@@ -71,7 +71,7 @@ class Wasserstein(GANLoss):
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
         estimate = d_real.mean() - d_fake.mean()
-        return -estimate, _means(d_real, d_fake) | {"wasserstein_estimate": estimate.item()}
+        return -estimate, mean_outputs(d_real, d_fake) | {"wasserstein_estimate": estimate.item()}
 
     def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
         return -d_fake.mean(), {}
@@ -84,11 +84,12 @@ class LeastSquares(GANLoss):
     (a, b, c) = (-1, 1, 0) minimises the Pearson chi^2 divergence; (0, 1, 1) is the usual choice."""
 
     def __init__(self, cfg=None) -> None:
+        super().__init__(cfg)
         self.a, self.b, self.c = getattr(cfg, "ls_targets", (0.0, 1.0, 1.0))
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
         loss = 0.5 * (d_real - self.b).pow(2).mean() + 0.5 * (d_fake - self.a).pow(2).mean()
-        return loss, _means(d_real, d_fake)
+        return loss, mean_outputs(d_real, d_fake)
 
     def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
         return 0.5 * (d_fake - self.c).pow(2).mean(), {}
@@ -101,7 +102,7 @@ class Hinge(GANLoss):
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
         loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-        return loss, _means(d_real, d_fake)
+        return loss, mean_outputs(d_real, d_fake)
 
     def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
         return -d_fake.mean(), {}
@@ -114,6 +115,7 @@ class Energy(GANLoss):
     ``pull_away``, the pulling-away term on D's embeddings of the fakes (eq. 6)."""
 
     def __init__(self, cfg=None) -> None:
+        super().__init__(cfg)
         self.margin = getattr(cfg, "margin", 1.0)
         self.pull_away = getattr(cfg, "pull_away", 0.0)
         self.D: torch.nn.Module | None = None
@@ -129,7 +131,7 @@ class Energy(GANLoss):
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
         loss = d_real.mean() + F.relu(self.margin - d_fake).mean()
-        return loss, _means(d_real, d_fake)
+        return loss, mean_outputs(d_real, d_fake)
 
     def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
         loss = d_fake.mean()
@@ -147,6 +149,6 @@ def pulling_away(s: Tensor) -> Tensor:
     return (cos2.sum() - cos2.diagonal().sum()) / (n * (n - 1))
 
 
-def _means(d_real: Tensor, d_fake: Tensor) -> Stats:
+def mean_outputs(d_real: Tensor, d_fake: Tensor) -> Stats:
     """Mean raw D outputs (critic values, energies), for the training curves."""
     return {"d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}
