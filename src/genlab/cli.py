@@ -32,6 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sample", help="draw samples and figures").add_argument("variant")
     sub.add_parser("evaluate", help="score a variant's samples").add_argument("variant")
     sub.add_parser("toy", help="a paper reproduction -> reports/toys/").add_argument("name")
+    sweep = sub.add_parser("sweep", help="run or resume an Optuna study -> reports/sweeps/<study>/")
+    sweep.add_argument("study")
+    sweep.add_argument(
+        "--workers", type=int, default=None,
+        help="worker processes sharing the study (default: sweeps.<study>.workers)",
+    )  # fmt: skip
+    dash = sub.add_parser("dashboard", help="optuna-dashboard on 127.0.0.1 for a study")
+    dash.add_argument("study")
+    dash.add_argument("--port", type=int, default=8080)
     sub.add_parser("report", help="write reports/")
     ui = sub.add_parser("ui", help="mlflow ui on 127.0.0.1 against the project's store")
     ui.add_argument("--port", type=int, default=5000)
@@ -81,11 +90,26 @@ def run(args: argparse.Namespace) -> None:
             params.toy_cfg(args.name), params.seed, root / "reports/toys"
         )
         print(table.to_string(max_rows=40))
+    elif args.command == "sweep":
+        from genlab.sweep import run_sweep
+
+        out = run_sweep(
+            params, args.study, root, workers=args.workers,
+            source=(str(params_path), list(args.overrides)),
+        )  # fmt: skip
+        print(f"sweep {args.study}: {out['counts']}; tables in {out['dir']}")
+        print(out["table_frame"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    elif args.command == "dashboard":
+        from genlab.sweep import dashboard_command
+
+        cmd = dashboard_command(params, args.study, root, args.port)
+        exe = Path(sys.executable).with_name("optuna-dashboard")
+        os.execv(str(exe), [str(exe), *cmd[1:]])
     elif args.command == "report":
         from genlab.report import write_report
 
         variants = {k: v.model_dump(mode="json") for k, v in params.variants.items()}
-        print(f"report: {write_report(root, variants)['readme']}")
+        print(f"report: {write_report(root, variants, list(params.sweeps))['readme']}")
     elif args.command == "ui":
         from genlab import tracking
 
@@ -120,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         print("genlab: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - sorted into bad input (2) and failures (1) below
+        from genlab.sweep import SweepFailed
         from genlab.train.common import TrainingDiverged
 
-        if isinstance(e, TrainingDiverged):
+        if isinstance(e, (TrainingDiverged, SweepFailed)):
             print(f"genlab: training failed: {e}", file=sys.stderr)
             return 1
         if isinstance(e, usage_errors()):

@@ -248,6 +248,128 @@ class TrackingCfg(Strict):
     experiment: str = "genlab"
 
 
+# ---------------------------------------------------------------- sweeps
+ARM_KEYS = ("loss", "regularizer")  # the categorical choices whose product forms the arms
+FIXED_IN_SWEEPS = ("dataset", "family", "steps", "log_every", "checkpoint_every")
+
+
+class SearchParam(Strict):
+    """One dimension of a search space: ``choices`` (categorical) or ``low``..``high``
+    (float, or int with ``int: true``; ``log: true`` samples log-uniformly). ``when`` makes it
+    conditional: it is sampled only when every named earlier key took one of the listed values."""
+
+    choices: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    int: bool = False
+    when: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchParam:
+        ranged = self.low is not None or self.high is not None
+        if (self.choices is None) == (not ranged):
+            raise ValueError("give either choices: [...] or low and high")
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+            if self.log or self.int:
+                raise ValueError("log and int apply to ranges (low, high), not to choices")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"need low < high; got low = {self.low}, high = {self.high}")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0; got low = {self.low}")
+        return self
+
+    def allowed(self, key: str) -> list[Any]:
+        """The values a condition on this parameter may name."""
+        if self.choices is None:
+            raise ValueError(
+                f"a condition can only name a parameter with choices; {key!r} is a range"
+            )
+        return self.choices
+
+
+class PrunerCfg(Strict):
+    name: Literal["none", "median", "hyperband"] = "median"
+    startup_trials: int = Field(3, ge=0)  # median: trials that finish before any is pruned
+    warmup_steps: int = Field(0, ge=0)  # median: steps before a trial may be pruned
+    reduction_factor: int = Field(3, ge=2)  # hyperband: keep 1/reduction_factor per rung
+
+
+class SweepCfg(Strict):
+    """An Optuna study over a base variant. See README "Sweeps"."""
+
+    base: str  # a variant in ``variants``: everything the space does not set
+    space: dict[str, SearchParam]  # keys: loss, regularizer, or a variant key path (optimizer.lr)
+    sampler: Literal["random", "tpe"] = "random"  # random: budget-fair; tpe: to find the best
+    trials: int | None = Field(None, ge=1)  # trials in total, or ...
+    trials_per_arm: int | None = Field(None, ge=1)  # ... exactly this many per arm
+    steps: int = Field(500, ge=1)  # generator steps per trial
+    report_every: int = Field(100, ge=1)  # the objective is reported (and pruned on) every k steps
+    pruner: PrunerCfg = PrunerCfg()
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    objectives: list[Literal["frechet", "kid", "seconds"]] = Field(
+        default_factory=lambda: ["frechet"], min_length=1, max_length=2
+    )
+    storage: str | None = None  # Optuna storage URL; None: sqlite in reports/sweeps/<study>/
+    workers: int = Field(1, ge=1)  # processes when `genlab sweep` gets no --workers
+    heartbeat: int = Field(10, ge=1)  # seconds between a running trial's heartbeats
+    grace: int = Field(60, ge=1)  # a trial silent this long is failed and retried
+    max_retry: int = Field(2, ge=0)  # retries of a trial whose worker died
+    bootstrap: int = Field(10000, ge=100)  # resamples of the 95% interval over seeds
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepCfg:
+        seen: dict[str, SearchParam] = {}
+        for key, dim in self.space.items():
+            head = key.split(".")[0]
+            if key == "regularizer" or key == "loss":
+                if dim.choices is None:
+                    raise ValueError(f"space.{key} must list choices")
+            elif head in FIXED_IN_SWEEPS:
+                raise ValueError(
+                    f"space.{key}: {head} is fixed by the study (base variant or sweep steps)"
+                )
+            elif head not in VariantCfg.model_fields:
+                raise ValueError(
+                    f"space.{key}: {head!r} is not a variant key; allowed: loss, regularizer, "
+                    + ", ".join(sorted(set(VariantCfg.model_fields) - set(FIXED_IN_SWEEPS)))
+                )
+            for other, values in dim.when.items():
+                if other not in seen:
+                    raise ValueError(
+                        f"space.{key}.when names {other!r}, which is not an earlier key of space"
+                    )
+                allowed = seen[other].allowed(other)
+                for value in values if isinstance(values, list) else [values]:
+                    if value not in allowed:
+                        raise ValueError(
+                            f"space.{key}.when: {other} = {value!r} is not among its choices "
+                            f"{allowed}"
+                        )
+            seen[key] = dim
+        if (self.trials is None) == (self.trials_per_arm is None):
+            raise ValueError("give exactly one of trials (in total) and trials_per_arm")
+        if self.trials_per_arm is not None and not any(k in self.space for k in ARM_KEYS):
+            raise ValueError("trials_per_arm needs loss or regularizer in space")
+        if self.objectives[0] == "seconds" or len(set(self.objectives)) < len(self.objectives):
+            raise ValueError(
+                f"objectives = {self.objectives}: the first must be frechet or kid, "
+                "optionally followed by seconds"
+            )
+        if len(self.objectives) > 1 and self.pruner.name != "none":
+            raise ValueError(
+                "a study with two objectives cannot prune (Optuna prunes single-objective "
+                f"studies only); set pruner.name: none or objectives: [{self.objectives[0]}]"
+            )
+        if self.report_every > self.steps:
+            raise ValueError(f"report_every = {self.report_every} exceeds steps = {self.steps}")
+        if len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"seeds = {self.seeds} repeat a seed")
+        return self
+
+
 class Params(Strict):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -259,6 +381,7 @@ class Params(Strict):
     evaluate: EvaluateCfg = EvaluateCfg()
     evaluator: EvaluatorCfg = EvaluatorCfg()
     toys: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> the toy's settings
+    sweeps: dict[str, SweepCfg] = Field(default_factory=dict)  # Optuna studies by name
 
     @model_validator(mode="before")
     @classmethod
@@ -285,6 +408,27 @@ class Params(Strict):
             except ValidationError as e:
                 raise ValueError(format_errors(e, f"toys.{name}").replace("\n", ";")) from None
         return v
+
+    @model_validator(mode="after")
+    def _sweeps_fit_variants(self) -> Params:
+        """Every study's base is a variant and every arm of its space makes a valid variant."""
+        from genlab.sweep import arm_configs  # the one place that turns a space into variants
+
+        for name, sweep in self.sweeps.items():
+            if sweep.base not in self.variants:
+                raise ValueError(
+                    f"sweeps.{name}.base = {sweep.base!r} is not a variant; the variants are: "
+                    f"{', '.join(sorted(self.variants)) or '(none)'}"
+                )
+            base = self.variants[sweep.base]
+            if base.family != "gan":
+                raise ValueError(f"sweeps.{name}: base {sweep.base!r} must be a gan variant")
+            for arm, error in arm_configs(base, sweep):
+                if error is not None:
+                    raise ValueError(
+                        f"sweeps.{name}: the arm {arm} is not a valid variant: {error}"
+                    )
+        return self
 
     @field_validator("train")
     @classmethod

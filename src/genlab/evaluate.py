@@ -116,13 +116,46 @@ def _elbo(ctx: Context) -> dict[str, float]:
     return {"test_elbo_nats": total / len(ctx.test["x"])}
 
 
-def score(ctx: Context, family: str) -> dict[str, float]:
+def score(ctx: Context, family: str, names: list[str] | None = None) -> dict[str, float]:
+    """The metrics ``names`` (default: params ``evaluate.metrics``) that apply to the dataset
+    kind and the family."""
     out: dict[str, float] = {"n_samples": len(ctx.samples)}
-    for name in ctx.params.evaluate.metrics:
+    for name in ctx.params.evaluate.metrics if names is None else names:
         m = METRICS.get(name)
         if ctx.meta["kind"] in m.kinds and family in m.families:
             out.update({k: float(v) for k, v in m.fn(ctx).items()})
     return out
+
+
+class GeneratorScorer:
+    """Scores a generator held in memory exactly as ``sample`` + ``evaluate`` score its model.pt:
+    the same seeded latent batch (``sample.n`` latents drawn from the run's seed), the same metric
+    functions.
+    Sweeps call it every k steps instead of writing checkpoints; test features are computed once."""
+
+    def __init__(self, params, dataset: str, root: Path, names: list[str]) -> None:
+        _, self.test, self.meta = load_prepared(root, dataset)
+        self.evaluator = load_any_evaluator(root, dataset)
+        self.params, self.names = params, names
+        ctx = Context(self.test["x"][:1], self.test, self.meta, self.evaluator, params)
+        self.test_cache = {"test": ctx.features("test")} if self.evaluator is not None else {}
+
+    @torch.no_grad()
+    def __call__(
+        self, net: torch.nn.Module, latent_dim: int, family: str, seed: int
+    ) -> dict[str, float]:
+        from genlab.sample import generate, sample_latents
+
+        was_training = net.training
+        device = next(net.parameters()).device
+        z, _ = sample_latents(seed, self.params.sample.n, latent_dim, device)
+        try:
+            x = generate(net.eval(), z, self.params.sample.batch_size)
+        finally:
+            net.train(was_training)
+        ctx = Context(x, self.test, self.meta, self.evaluator, self.params)
+        ctx.cache.update(self.test_cache)
+        return score(ctx, family, self.names)
 
 
 def evaluator_path(root: Path, dataset: str) -> Path:

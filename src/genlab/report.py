@@ -248,48 +248,91 @@ def _html(
     return "\n".join(parts) + "\n"
 
 
-def _toys(root: Path) -> list[tuple[str, pd.DataFrame, str | None]]:
-    """(name, table, relative png path or None) of every reports/toys/<name>.csv."""
+Section = list[tuple[str, list[tuple[str, pd.DataFrame]], str | None]]  # name, tables, png
+
+
+def _toys(root: Path) -> Section:
+    """(name, [table], relative png path or None) of every reports/toys/<name>.csv."""
     toys = []
     for csv_path in sorted((root / "reports" / "toys").glob("*.csv")):
         png = csv_path.with_suffix(".png")
         table = pd.read_csv(csv_path).map(_fmt)
-        toys.append((csv_path.stem, table, f"toys/{png.name}" if png.exists() else None))
+        toys.append((csv_path.stem, [("", table)], f"toys/{png.name}" if png.exists() else None))
     return toys
 
 
-def _toys_markdown(toys: list[tuple[str, pd.DataFrame, str | None]]) -> str:
-    lines = ["", "## Paper reproductions (`genlab toy NAME`)"] if toys else []
-    for name, table, png in toys:
-        lines += ["", f"### {name}", "", _markdown_table(table)]
+def _sweeps(root: Path, names: list[str]) -> Section:
+    """Per study with tables: the per-arm table and the parameter importances."""
+    out = []
+    for name in names:
+        d = root / "reports" / "sweeps" / name
+        if not (d / "table.csv").is_file():
+            continue
+        tables = [
+            (
+                "Per arm (loss x regulariser); seed_* and ci_* are the arm's best "
+                "configuration retrained over the study's seeds",
+                pd.read_csv(d / "table.csv"),
+            )
+        ]
+        if (d / "importances.csv").is_file():
+            tables.append(("Parameter importances (fANOVA)", pd.read_csv(d / "importances.csv")))
+        png = d / "expected_best.png"
+        out.append((name, [(c, t.map(_fmt)) for c, t in tables],
+                    f"sweeps/{name}/{png.name}" if png.exists() else None))  # fmt: skip
+    return out
+
+
+def _section_markdown(title: str, items: Section) -> str:
+    lines = ["", f"## {title}"] if items else []
+    for name, tables, png in items:
+        lines += ["", f"### {name}"]
+        for caption, table in tables:
+            lines += [""] + ([caption, ""] if caption else []) + [_markdown_table(table)]
         if png:
             lines += ["", f"![{name}]({png})"]
-    return "\n".join(lines) + ("\n" if toys else "")
+    return "\n".join(lines) + ("\n" if items else "")
 
 
-def _toys_html(toys: list[tuple[str, pd.DataFrame, str | None]]) -> str:
-    parts = ["<h2>Paper reproductions</h2>"] if toys else []
-    for name, table, png in toys:
-        parts += [f"<h3>{html.escape(name)}</h3>", table.to_html(index=False, border=0)]
+def _section_html(title: str, items: Section) -> str:
+    esc = html.escape
+    parts = [f"<h2>{esc(title)}</h2>"] if items else []
+    for name, tables, png in items:
+        parts.append(f"<h3>{esc(name)}</h3>")
+        for caption, table in tables:
+            parts += [f"<p>{esc(caption)}</p>"] if caption else []
+            parts.append(table.to_html(index=False, border=0))
         if png:
-            parts.append(f'<img class="curves" src="{html.escape(png)}" alt="{html.escape(name)}">')
+            parts.append(f'<img class="curves" src="{esc(png)}" alt="{esc(name)}">')
     return "\n".join(parts)
 
 
-def write_report(root: Path, variants: dict[str, dict]) -> dict[str, Path]:
+SWEEPS_NOTE = (
+    "Trials, tables and `best_params.yaml` of each study are in `reports/sweeps/<study>/`; the "
+    "figure shows the best score among k trials (median and 95% band, drawn with replacement from "
+    "the arm's complete and failed trials) as in Lucic et al. 2018."
+)
+
+
+def write_report(root: Path, variants: dict[str, dict], sweeps: list[str] = ()) -> dict[str, Path]:
     """Write reports/comparison.csv, README.md, index.html and figures/ under `root`; the toys'
-    tables in reports/toys/ get a section of their own."""
+    tables in reports/toys/ and the sweeps' in reports/sweeps/ get sections of their own."""
     root = Path(root)
     reports = root / "reports"
     df, accuracy = _comparison(root, variants)
     figures = _figures(root, variants)
     table = df.map(_fmt)
-    toys = _toys(root)
-    page = _html(table, accuracy, figures).replace("</body>", _toys_html(toys) + "\n</body>")
+    toys, studies = _toys(root), _sweeps(root, list(sweeps))
+    extra_md = _section_markdown("Paper reproductions (`genlab toy NAME`)", toys)
+    extra_html = _section_html("Paper reproductions", toys)
+    if studies:
+        extra_md += _section_markdown("Sweeps (`genlab sweep STUDY`)", studies)
+        extra_md += "\n" + SWEEPS_NOTE + "\n"
+        extra_html += _section_html("Sweeps", studies) + f"<p>{html.escape(SWEEPS_NOTE)}</p>"
+    page = _html(table, accuracy, figures).replace("</body>", extra_html + "\n</body>")
     return {
         "readme": write_text(
-            reports / "README.md",
-            _readme(table, accuracy, figures, variants) + _toys_markdown(toys),
+            reports / "README.md", _readme(table, accuracy, figures, variants) + extra_md
         ),
         "html": write_text(reports / "index.html", page),
         "csv": write_text(reports / "comparison.csv", df.to_csv(index=False)),

@@ -39,14 +39,22 @@ def interpolation_latents(z0: Tensor, z1: Tensor, steps: int) -> Tensor:
     return ((1 - t) * z0[:, None] + t * z1[:, None]).flatten(0, 1)
 
 
+def sample_latents(
+    seed: int, n: int, latent_dim: int, device: torch.device | str
+) -> tuple[Tensor, torch.Generator]:
+    """The fixed latent batch every sample of a variant is scored on, and the generator that
+    drew it (which goes on to draw the interpolation end points)."""
+    gen = torch.Generator(device).manual_seed(seed)
+    return torch.randn(n, latent_dim, generator=gen, device=device), gen
+
+
 def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
     cfg = params.sample
     params.variant(name)  # a clear error for an unknown variant
     device = resolve_device(params.device)
     net, ckpt = load_model(root / "models" / name / "model.pt", device)
     meta, latent_dim = ckpt["meta"], ckpt["config"]["latent_dim"]
-    gen = torch.Generator(device).manual_seed(params.seed)
-    z = torch.randn(cfg.n, latent_dim, generator=gen, device=device)
+    z, gen = sample_latents(params.seed, cfg.n, latent_dim, device)
     x = generate(net, z, cfg.batch_size)
     rows = 8
     ends = torch.randn(2, rows, latent_dim, generator=gen, device=device)

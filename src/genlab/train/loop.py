@@ -88,6 +88,34 @@ def check_finite(stats: dict[str, float], variant: str, step: int) -> None:
         )
 
 
+def build_training(
+    cfg,  # validated VariantCfg
+    seed: int,  # seeds every global RNG, the noise and the batch order
+    root: Path,  # project root holding data/prepared
+    device: str,  # auto | cpu | cuda
+) -> tuple[Any, BatchStream, EMA | None, dict]:
+    """A fresh, seeded trainer of ``cfg``: (trainer, batches, ema or None, dataset meta)."""
+    device = resolve_device(device)
+    configure_determinism(seed)
+    train, _, meta = load_prepared(root, cfg.dataset)
+    trainer = FAMILIES.get(cfg.family).trainer(cfg, meta, device, seed)
+    batches = BatchStream(train, cfg.batch_size, seed, device)
+    ema = EMA(trainer.generator, cfg.ema) if cfg.ema > 0 else None
+    return trainer, batches, ema, meta
+
+
+def training_steps(
+    trainer, batches: BatchStream, ema: EMA | None, start: int, stop: int, name: str
+):
+    """Yield (step, stats) for steps start+1 .. stop: one trainer step, the NaN check, the EMA."""
+    for step in range(start + 1, stop + 1):
+        stats = trainer.step(batches)
+        check_finite(stats, name, step)
+        if ema is not None:
+            ema.update(trainer.generator)
+        yield step, stats
+
+
 def train_variant(
     params,  # validated Params
     name: str,  # variant name in params.variants
@@ -99,13 +127,7 @@ def train_variant(
     """Train variant ``name``; returns {"run_id", "steps", "seconds"}."""
     cfg = params.variant(name)
     paths = variant_paths(root, name)
-    device = resolve_device(params.device)
-    configure_determinism(params.seed)
-    train, _, meta = load_prepared(root, cfg.dataset)
-    family = FAMILIES.get(cfg.family)
-    trainer = family.trainer(cfg, meta, device, params.seed)
-    batches = BatchStream(train, cfg.batch_size, params.seed, device)
-    ema = EMA(trainer.generator, cfg.ema) if cfg.ema > 0 else None
+    trainer, batches, ema, meta = build_training(cfg, params.seed, root, params.device)
     config = cfg.model_dump(mode="json")
 
     start, seconds, run_id = 0, 0.0, None
@@ -158,11 +180,7 @@ def train_variant(
         module.train()
     try:
         t0 = time.perf_counter() - seconds
-        for step in range(start + 1, cfg.steps + 1):
-            stats = trainer.step(batches)
-            check_finite(stats, name, step)
-            if ema is not None:
-                ema.update(trainer.generator)
+        for step, stats in training_steps(trainer, batches, ema, start, cfg.steps, name):
             seconds = time.perf_counter() - t0
             stats_writer.add({"step": step, **stats, "seconds": round(seconds, 4)})
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
@@ -230,4 +248,4 @@ def _progress(enabled: bool | None, total: int, initial: int, name: str):
     return tqdm(total=total, initial=initial, desc=f"train {name}", dynamic_ncols=True)
 
 
-__all__ = ["train_variant", "variant_paths", "TrainingDiverged"]
+__all__ = ["build_training", "train_variant", "training_steps", "variant_paths", "TrainingDiverged"]

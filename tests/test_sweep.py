@@ -1,0 +1,406 @@
+"""Optuna sweeps: search-space validation, the variants a trial trains, exact trial budgets over
+workers and resumptions, pruned and failed trials, nested MLflow runs, the tables."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from genlab import sweep as sw
+from genlab import tracking
+from genlab.cli import main
+from genlab.config import ConfigError, load_params, validate_params
+from genlab.data import prepare_dataset
+from genlab.evaluate import evaluate_variant, fit_evaluator_stage
+from genlab.sample import sample_variant
+from genlab.train.loop import train_variant
+from tests.conftest import tiny_params_dict, write_params
+from tests.test_tracking import free_port
+
+TABLE_COLUMNS = ["loss", "regularizer", "trials", "completed", "pruned", "failed", "best",
+                 "median", "iqr", "best_trial", "seeds", "seed_mean", "seed_std", "ci_low",
+                 "ci_high"]  # fmt: skip
+
+
+def sweep_raw(**overrides) -> dict:
+    """Tiny params with a study over 2 losses x 2 regularisers, 4 steps per trial."""
+    raw = tiny_params_dict(tracking=True)
+    raw["variants"]["dcgan_ns"]["d_norm"] = "none"
+    study = {
+        "base": "dcgan_ns",
+        "trials_per_arm": 1,
+        "steps": 4,
+        "report_every": 2,
+        "pruner": {"name": "none"},
+        "seeds": [0, 1],
+        "space": {
+            "loss": {"choices": ["nonsaturating", "wasserstein"]},
+            "regularizer": {"choices": ["none", "gradient_penalty"]},
+            "regularizers.gradient_penalty.weight": {
+                "low": 1, "high": 20, "log": True, "when": {"regularizer": "gradient_penalty"}
+            },
+            "regularizers.weight_clip.clip": {
+                "low": 0.005, "high": 0.05, "log": True,
+                "when": {"loss": "wasserstein", "regularizer": "none"},
+            },
+            "optimizer.lr": {"low": 1e-4, "high": 1e-3, "log": True},
+            "optimizer.betas.0": {"choices": [0.0, 0.5]},
+        },
+    }  # fmt: skip
+    study.update(overrides)
+    raw["sweeps"] = {"tiny": study}
+    return raw
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """digits prepared and its evaluator fitted once for the module."""
+    root = tmp_path_factory.mktemp("prepared")
+    params = validate_params(sweep_raw())
+    prepare_dataset("digits", params.dataset_cfg("digits"), root, params.seed)
+    fit_evaluator_stage(params.model_copy(update={"tracking": params.tracking.model_copy(
+        update={"enabled": False})}), "digits", root)  # fmt: skip
+    return root
+
+
+def project(prepared: Path, tmp_path: Path, raw: dict) -> tuple[Path, Path]:
+    for sub in ("data", "models", "metrics"):
+        shutil.copytree(prepared / sub, tmp_path / sub)
+    return tmp_path, write_params(tmp_path, raw)
+
+
+def study_of(root: Path, params, name: str = "tiny"):
+    ctx = sw.Context(params, name, root, f"{name}-{sw.fingerprint(params, name, root)}",
+                     sw.storage_url(params.sweeps[name], name, root))  # fmt: skip
+    return ctx, ctx.open()
+
+
+# ---------------------------------------------------------------- params
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"trials": 3}, "exactly one of trials"),
+        ({"trials_per_arm": None}, "exactly one of trials"),
+        ({"objectives": ["seconds"]}, "the first must be frechet or kid"),
+        ({"objectives": ["frechet", "seconds"], "pruner": {"name": "median"}}, "cannot prune"),
+        ({"report_every": 10}, "exceeds steps"),
+        ({"seeds": [1, 1]}, "repeat a seed"),
+        ({"base": "nope"}, "is not a variant; the variants are: dcgan_ns, ring_gan, vae"),
+        ({"space": {"dataset": {"choices": ["digits"]}}}, "dataset is fixed by the study"),
+        ({"space": {"lr": {"low": 1, "high": 2}}}, "'lr' is not a variant key"),
+        ({"space": {"optimizer.lr": {"low": 0, "high": 1, "log": True}}}, "needs low > 0"),
+        ({"space": {"optimizer.lr": {"low": 2, "high": 1}}}, "need low < high"),
+        ({"space": {"d_steps": {"choices": [1], "low": 1, "high": 2}}}, "either choices"),
+        ({"space": {"d_steps": {"choices": [1, 2], "when": {"loss": "hinge"}}}},
+         "not an earlier key"),
+        ({"space": {"loss": {"choices": ["hinge"]},
+                    "d_steps": {"choices": [1, 2], "when": {"loss": "minimax"}}}},
+         "loss = 'minimax' is not among its choices"),
+        ({"space": {"loss": {"choices": ["hinge", "energy"]}}},
+         "the arm energy x none is not a valid variant"),
+        ({"space": {"loss": {"choices": ["hinge", "nope"]}}}, "nope"),
+    ],
+)  # fmt: skip
+def test_bad_studies_are_refused_with_the_key_and_what_is_allowed(change, message):
+    raw = sweep_raw()
+    raw["sweeps"]["tiny"].update(change)
+    with pytest.raises(ConfigError, match="sweeps") as err:
+        validate_params(raw)
+    assert message in str(err.value)
+
+
+def test_a_trial_variant_applies_arm_conditionals_and_optimizer_paths():
+    params = validate_params(sweep_raw())
+    cfg, base = params.sweeps["tiny"], params.variants["dcgan_ns"]
+    v = sw.variant_for(base, cfg, {"loss": "wasserstein", "regularizer": "none",
+                                   "regularizers.weight_clip.clip": 0.02,
+                                   "optimizer.betas.0": 0.0, "optimizer.lr": 5e-4})  # fmt: skip
+    assert v.loss == "wasserstein" and set(v.regularizers) == {"weight_clip"}
+    assert v.regularizers["weight_clip"].clip == 0.02 and v.steps == 4
+    assert v.optimizer.betas == (0.0, 0.999) and v.optimizer.lr == 5e-4
+    assert v.optimizer_d is None  # D uses G's optimizer settings
+    v = sw.variant_for(base, cfg, {"optimizer.betas.0": 0.0, "optimizer_d.lr": 1e-3})
+    assert v.optimizer_d.lr == 1e-3 and v.optimizer_d.betas == (0.0, 0.999)
+    assert v.optimizer_d.name == "adam" and v.optimizer.lr == base.optimizer.lr
+    with pytest.raises(ConfigError, match="energy"):
+        sw.variant_for(base, cfg, {"loss": "energy"})
+    assert [a for a, _ in sw.arm_configs(base, cfg)] == [
+        "nonsaturating x none", "nonsaturating x gradient_penalty",
+        "wasserstein x none", "wasserstein x gradient_penalty",
+    ]  # fmt: skip
+
+
+def test_conditional_parameters_are_sampled_only_when_their_condition_holds():
+    import optuna
+
+    cfg = validate_params(sweep_raw()).sweeps["tiny"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        values = sw.suggest(study.ask(), cfg)
+        assert ("regularizers.gradient_penalty.weight" in values) == (
+            values["regularizer"] == "gradient_penalty"
+        )
+        assert ("regularizers.weight_clip.clip" in values) == (
+            values["loss"] == "wasserstein" and values["regularizer"] == "none"
+        )
+        assert 1e-4 <= values["optimizer.lr"] <= 1e-3
+
+
+# ---------------------------------------------------------------- statistics
+def test_expected_best_of_k_matches_a_monte_carlo_bootstrap():
+    rng = np.random.default_rng(0)
+    finite = rng.gamma(2.0, 10.0, size=11)
+    for values in (finite, np.append(finite, [math.inf, math.inf])):  # failed trials = inf
+        ks = [1, 2, 5, len(values)]
+        exact = sw.expected_best(values, ks)
+        draws = rng.choice(values, size=(200_000, len(values)), replace=True)
+        for k, row in zip(ks, exact.itertuples(), strict=True):
+            best = draws[:, :k].min(axis=1)
+            if np.isinf(values).any():  # P(every draw failed) > 0: the mean is infinite
+                assert row.mean == math.inf
+            else:
+                assert row.mean == pytest.approx(best.mean(), rel=5e-3)
+            for name, q in (("median", 50), ("lo", 2.5), ("hi", 97.5)):
+                assert getattr(row, name) == np.percentile(best, q, method="inverted_cdf")
+    assert sw.expected_best(finite, [1])["mean"].iloc[0] == pytest.approx(finite.mean())
+    assert sw.expected_best(finite, [10_000])["mean"].iloc[0] == pytest.approx(finite.min())
+
+
+def test_bootstrap_interval_of_the_mean():
+    assert sw.bootstrap_ci(np.array([3.0, 3.0, 3.0]), 1000, 0) == (3.0, 3.0)
+    values = np.random.default_rng(1).normal(10.0, 1.0, size=50)
+    lo, hi = sw.bootstrap_ci(values, 5000, 0)
+    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values))  # normal-theory interval
+    assert lo == pytest.approx(values.mean() - half, abs=0.1)
+    assert hi == pytest.approx(values.mean() + half, abs=0.1)
+    assert math.isnan(sw.bootstrap_ci(np.array([1.0]), 1000, 0)[0])
+
+
+def test_split_shares_trials_exactly():
+    assert sw.split(7, 3) == [3, 2, 2] and sum(sw.split(5, 8)) == 5 and sw.split(0, 2) == [0, 0]
+
+
+def test_public_url_hides_the_password():
+    assert (
+        sw.public_url("postgresql://me:secret@db:5432/optuna")
+        == "postgresql://me:***@db:5432/optuna"
+    )
+    assert sw.public_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+# ---------------------------------------------------------------- running studies
+def test_tiny_study_counts_states_mlflow_tables_and_resumes(prepared, tmp_path, capsys):
+    root, params_file = project(prepared, tmp_path, sweep_raw())
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    params = load_params(params_file)
+    ctx, study = study_of(root, params)
+    trials = study.get_trials()
+    assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}
+    assert sorted(sw.trial_arm(t, ctx) for t in trials) == sorted(
+        sw.arms(params.sweeps["tiny"], params.variants["dcgan_ns"])
+    )  # one trial per arm
+    for t in trials:
+        assert sorted(t.intermediate_values) == [2, 4]
+        assert t.values[0] == t.intermediate_values[4]
+
+    out = root / "reports/sweeps/tiny"
+    table = pd.read_csv(out / "table.csv")
+    assert list(table.columns) == TABLE_COLUMNS and len(table) == 4
+    assert (table["trials"] == 1).all() and (table["completed"] == 1).all()
+    assert (table["seeds"] == 2).all()  # seed 0 is the trial itself, seed 1 a retrain
+    trials_csv = pd.read_csv(out / "trials.csv")
+    assert len(trials_csv) == 4 and "param.optimizer.lr" in trials_csv
+    curve = pd.read_csv(out / "expected_best.csv")
+    assert list(curve.columns) == ["arm", "k", "mean", "median", "lo", "hi"]
+    assert (out / "expected_best.png").stat().st_size > 0
+    assert list(pd.read_csv(out / "importances.csv").columns) == ["param", "importance"]
+
+    runs = tracking.runs(params.tracking, root)
+    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    kinds = sorted(r.data.tags["kind"] for r in children)
+    assert kinds == ["retrain"] * 4 + ["trial"] * 4
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_complete"] == 4
+    child = next(r for r in children if r.data.tags["kind"] == "trial")
+    assert child.data.tags["optuna.state"] == "COMPLETE" and child.info.status == "FINISHED"
+    assert "optimizer.lr" in child.data.params and "variant.loss" in child.data.params
+    history = tracking._client(tracking.tracking_uri(params.tracking.uri, root)).get_metric_history(
+        child.info.run_id, "frechet"
+    )
+    assert [m.step for m in history] == [2, 4]
+
+    # resume: nothing left to do; a larger budget runs only the difference
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    assert len(study.get_trials()) == 4
+    assert "0 to run" in capsys.readouterr().out
+    raw = sweep_raw(trials_per_arm=2)
+    write_params(root, raw)
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    trials = study.get_trials()
+    assert len(trials) == 8 and {t.state.name for t in trials} == {"COMPLETE"}
+    table = pd.read_csv(out / "table.csv")
+    assert (table["trials"] == 2).all()
+    # changed settings are a new study next to the old one, in the same storage
+    raw["sweeps"]["tiny"]["steps"] = 6
+    write_params(root, raw)
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    names = {s.study_name for s in __import__("optuna").get_all_study_summaries(ctx.url)}
+    assert len(names) == 2
+
+
+def test_diverging_and_pruned_trials_are_recorded_and_the_sweep_goes_on(prepared, tmp_path):
+    raw = sweep_raw(
+        trials_per_arm=None, trials=10, steps=6, report_every=2,
+        pruner={"name": "median", "startup_trials": 1},
+        space={"loss": {"choices": ["least_squares"]},
+               "optimizer.lr": {"choices": [0.0002, 0.001, 50.0, 1e30]}},
+    )  # fmt: skip
+    root, params_file = project(prepared, tmp_path, raw)
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    params = load_params(params_file)
+    _, study = study_of(root, params)
+    trials = study.get_trials()
+    states = [t.state.name for t in trials]
+    assert len(trials) == 10 and "FAIL" in states and "PRUNED" in states and "COMPLETE" in states
+    for t in trials:
+        assert (t.state.name == "FAIL") == (t.params["optimizer.lr"] == 1e30)
+        if t.state.name == "FAIL":
+            assert "diverged" in t.user_attrs["fail_reason"]
+    runs = {r.data.tags["optuna.trial"]: r for r in tracking.runs(params.tracking, root)
+            if r.data.tags.get("kind") == "trial"}  # fmt: skip
+    for t in trials:
+        run = runs[str(t.number)]
+        assert run.data.tags["optuna.state"] == t.state.name
+        assert run.info.status == ("FAILED" if t.state.name == "FAIL" else "FINISHED")
+    table = pd.read_csv(root / "reports/sweeps/tiny/table.csv")
+    row = table.iloc[0]
+    assert row["trials"] == 10 and row["failed"] == states.count("FAIL")
+    assert row["pruned"] == states.count("PRUNED") and row["completed"] == states.count("COMPLETE")
+
+
+def test_best_params_reproduce_the_trial_score_through_the_pipeline(prepared, tmp_path):
+    raw = sweep_raw(trials_per_arm=None, trials=2, seeds=[0])
+    root, params_file = project(prepared, tmp_path, raw)
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    best = yaml.safe_load((root / "reports/sweeps/tiny/best_params.yaml").read_text())
+    _, study = study_of(root, load_params(params_file))
+    assert study.best_trial.user_attrs["config"] == best["tiny_best"]
+
+    raw2 = copy.deepcopy(raw)
+    raw2["variants"]["tiny_best"] = best["tiny_best"]
+    params = validate_params(raw2)
+    train_variant(params, "tiny_best", root)
+    sample_variant(params, "tiny_best", root)
+    metrics = evaluate_variant(params, "tiny_best", root)
+    assert metrics["frechet"] == study.best_value  # bit for bit: same seed, same latents
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_storage_and_run_exactly_the_budget(prepared, tmp_path):
+    raw = sweep_raw(trials_per_arm=None, trials=5, seeds=[0])
+    root, params_file = project(prepared, tmp_path, raw)
+    assert main(["--params", str(params_file), "sweep", "tiny", "--workers", "2"]) == 0
+    params = load_params(params_file)
+    _, study = study_of(root, params)
+    trials = study.get_trials()
+    assert len(trials) == 5 and {t.state.name for t in trials} == {"COMPLETE"}
+    assert sorted(t.number for t in trials) == list(range(5))
+    trial_runs = [r for r in tracking.runs(params.tracking, root)
+                  if r.data.tags.get("kind") == "trial"]  # fmt: skip
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in trial_runs) == list(range(5))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_no_trial_running_forever(prepared, tmp_path):
+    raw = sweep_raw(trials_per_arm=None, trials=3, steps=400, report_every=200, seeds=[0],
+                    heartbeat=1, grace=2)  # fmt: skip
+    root, params_file = project(prepared, tmp_path, raw)
+    genlab = Path(sys.executable).with_name("genlab")
+    proc = subprocess.Popen([str(genlab), "--params", str(params_file), "sweep", "tiny"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    params = load_params(params_file)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if not (root / "reports/sweeps/tiny/study.db").exists():
+                continue
+            try:
+                _, study = study_of(root, params)
+                if any(t.state.name == "RUNNING" for t in study.get_trials()):
+                    break
+            except KeyError:  # the storage or the study does not exist yet
+                continue
+        else:
+            pytest.fail("the sweep never started a trial")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (killed,) = [t for t in study.get_trials() if t.state.name == "RUNNING"]
+    time.sleep(3)  # longer than the grace period: the trial's heartbeat is now stale
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    trials = study.get_trials()
+    assert trials[killed.number].state.name == "FAIL"
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
+    assert retries[0].params == killed.params
+    assert len(sw.consumed(trials)) == 3 and not [t for t in trials if t.state.name == "RUNNING"]
+    run = next(r for r in tracking.runs(params.tracking, root)
+               if r.data.tags.get("optuna.trial") == str(killed.number))  # fmt: skip
+    assert run.info.status == "FAILED" and "heartbeat" in run.data.tags["failure"]
+
+
+@pytest.mark.slow
+def test_genlab_dashboard_serves_the_study_on_localhost(prepared, tmp_path):
+    raw = sweep_raw(trials_per_arm=None, trials=1, seeds=[0])
+    root, params_file = project(prepared, tmp_path, raw)
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    port = free_port()
+    genlab = Path(sys.executable).with_name("genlab")
+    proc = subprocess.Popen(
+        [str(genlab), "--params", str(params_file), "dashboard", "tiny", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+    )  # fmt: skip
+    try:
+        deadline, body = time.monotonic() + 60, None
+        while time.monotonic() < deadline and body is None:
+            try:
+                url = f"http://127.0.0.1:{port}/api/studies"
+                body = urllib.request.urlopen(url, timeout=2).read().decode()
+            except OSError:
+                assert proc.poll() is None, "optuna-dashboard exited early"
+                time.sleep(0.5)
+        assert body is not None and '"tiny-' in body
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_sweep_command_errors_exit_2(prepared, tmp_path, capsys):
+    root, params_file = project(prepared, tmp_path, sweep_raw())
+    assert main(["--params", str(params_file), "sweep", "nope"]) == 2
+    assert "unknown sweep 'nope'; the sweeps in params.yaml are: tiny" in capsys.readouterr().err
+    assert main(["--params", str(params_file), "sweep", "tiny", "--workers", "0"]) == 2
+    assert "--workers = 0" in capsys.readouterr().err
+    assert main(["--params", str(params_file), "-S", "sweeps.tiny.storage=somewhere",
+                 "sweep", "tiny"]) == 2  # fmt: skip
+    assert "is not a database URL" in capsys.readouterr().err
+    (root / "models/evaluator/digits.pt").unlink()
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 2
+    assert "genlab fit-evaluator digits" in capsys.readouterr().err
