@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -44,6 +45,13 @@ def e2e_params() -> dict:
                           "eval_samples": 4096},
         "modes2d": {"methods": {"nonsaturating": {"loss": "nonsaturating"}}, "seeds": 2,
                     "steps": 5, "batch_size": 32, "n_train": 256, "n_samples": 250, "width": 16},
+    }  # fmt: skip
+    raw["sweeps"] = {  # a tiny study: 2 losses x 2 regularisers, one trial each
+        "tiny": {"base": "dcgan_ns", "trials_per_arm": 1, "steps": 4, "report_every": 2,
+                 "pruner": {"name": "none"}, "seeds": [0, 1],
+                 "space": {"loss": {"choices": ["nonsaturating", "hinge"]},
+                           "regularizer": {"choices": ["none", "spectral_norm"]},
+                           "optimizer.lr": {"low": 1e-4, "high": 1e-3, "log": True}}},
     }  # fmt: skip
     return raw
 
@@ -80,7 +88,7 @@ def test_every_declared_output_exists(project):
     expected = {f"{s}@{v}" for s in ("train", "sample", "evaluate") for v in VARIANTS}
     expected |= {f"{s}@{d}" for s in ("prepare", "fit-evaluator") for d in ("digits", "ring8")}
     expected |= {f"toy@{t}" for t in TOYS}
-    assert ran_stages(log) == expected | {"report"}
+    assert ran_stages(log) == expected | {"report", "sweep@tiny"}
     for t in TOYS:
         assert (project / f"reports/toys/{t}.csv").is_file()
         assert (project / f"reports/toys/{t}.png").read_bytes()[:4] == b"\x89PNG"
@@ -102,6 +110,13 @@ def test_every_declared_output_exists(project):
     readme = (project / "reports/README.md").read_text()
     assert all(v in readme for v in VARIANTS) and "real-vs-real" in readme
     assert all(f"### {t}" in readme for t in TOYS)
+    sweep = project / "reports/sweeps/tiny"
+    for f in ("study.db", "trials.csv", "table.csv", "expected_best.csv", "expected_best.png",
+              "importances.csv", "best_params.yaml"):  # fmt: skip
+        assert (sweep / f).is_file(), f
+    assert "## Sweeps" in readme and "### tiny" in readme
+    table = (sweep / "table.csv").read_text().splitlines()
+    assert len(table) == 5 and table[0].startswith("loss,regularizer,trials,completed")
     shown = dvc(project, "metrics", "show")
     assert "metrics/dcgan_ns.json" in shown and "frechet" in shown
     dvc(project, "plots", "show", "-o", str(project / "dvc_plots"))
@@ -111,8 +126,15 @@ def test_every_declared_output_exists(project):
 @pytest.mark.slow
 def test_mlflow_has_one_finished_run_per_variant(project):
     params = validate_params(yaml.safe_load((project / "params.yaml").read_text()))
-    runs = {r.info.run_name: r for r in tracking.runs(params.tracking, project)}
+    everything = tracking.runs(params.tracking, project)
+    runs = {r.info.run_name: r for r in everything if "sweep" not in r.data.tags}
     assert set(runs) == set(VARIANTS)
+    sweep_runs = [r for r in everything if r.data.tags.get("sweep") == "tiny"]
+    assert (
+        sorted(r.data.tags["kind"] for r in sweep_runs)
+        == ["retrain"] * 4 + ["sweep"] + ["trial"] * 4
+    )
+    assert all(r.info.status == "FINISHED" for r in sweep_runs)
     for v, run in runs.items():
         assert run.info.status == "FINISHED"
         assert (
@@ -129,6 +151,9 @@ def test_metrics_match_golden(project):
     got["floor.digits"] = json.loads((project / "metrics/evaluator/digits.json").read_text())[
         "floor"
     ]
+    table = pd.read_csv(project / "reports/sweeps/tiny/table.csv")
+    got["sweep.tiny"] = {f"{r.loss} x {r.regularizer} {c}": float(getattr(r, c))
+                         for r in table.itertuples() for c in ("best", "seed_mean")}  # fmt: skip
     if os.environ.get("GENLAB_UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")

@@ -309,18 +309,26 @@ def test_best_params_reproduce_the_trial_score_through_the_pipeline(prepared, tm
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_storage_and_run_exactly_the_budget(prepared, tmp_path):
-    raw = sweep_raw(trials_per_arm=None, trials=5, seeds=[0])
+@pytest.mark.parametrize("budget", [{"trials": 5}, {"trials_per_arm": 2}])
+def test_two_workers_share_one_storage_and_run_exactly_the_budget(prepared, tmp_path, budget):
+    raw = sweep_raw(trials_per_arm=None, seeds=[0, 1], **budget)
     root, params_file = project(prepared, tmp_path, raw)
     assert main(["--params", str(params_file), "sweep", "tiny", "--workers", "2"]) == 0
     params = load_params(params_file)
-    _, study = study_of(root, params)
+    ctx, study = study_of(root, params)
+    n = budget.get("trials", 8)
     trials = study.get_trials()
-    assert len(trials) == 5 and {t.state.name for t in trials} == {"COMPLETE"}
-    assert sorted(t.number for t in trials) == list(range(5))
-    trial_runs = [r for r in tracking.runs(params.tracking, root)
-                  if r.data.tags.get("kind") == "trial"]  # fmt: skip
-    assert sorted(int(r.data.tags["optuna.trial"]) for r in trial_runs) == list(range(5))
+    assert len(trials) == n and {t.state.name for t in trials} == {"COMPLETE"}
+    assert sorted(t.number for t in trials) == list(range(n))
+    if "trials_per_arm" in budget:  # queued trials: each popped by exactly one worker
+        arms = [sw.trial_arm(t, ctx) for t in trials]
+        assert all(arms.count(a) == 2 for a in sw.arms(ctx.sweep, ctx.base))
+    runs = tracking.runs(params.tracking, root)
+    trial_runs = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in trial_runs) == list(range(n))
+    assert all(r.info.status == "FINISHED" for r in runs)
+    retrains = [r for r in runs if r.data.tags.get("kind") == "retrain"]
+    assert len(retrains) == len(sw.best_by_arm(study, ctx))  # seed 1 for each arm's best
 
 
 @pytest.mark.slow

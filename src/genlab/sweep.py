@@ -222,10 +222,33 @@ def make_storage(url: str, sweep: SweepCfg, on_stale: Callable | None = None):
         if on_stale is not None:
             on_stale(trial)
 
-    return optuna.storages.RDBStorage(
+    storage = optuna.storages.RDBStorage(
         url, engine_kwargs=engine, heartbeat_interval=sweep.heartbeat,
         grace_period=sweep.grace, heartbeat_stale_trial_callback=stale,
     )  # fmt: skip
+    if url.startswith("sqlite"):
+        _serialize_sqlite(storage.engine)
+    return storage
+
+
+def _serialize_sqlite(engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna pops a queued trial by reading its state and then writing RUNNING; SQLite's default
+    deferred transactions let two processes both read WAITING and both run the trial. PostgreSQL
+    and MySQL lock the row (SELECT ... FOR UPDATE); this gives SQLite the same guarantee
+    (SQLAlchemy's pysqlite recipe for serializable transactions)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed are dropped
 
 
 def make_sampler(sweep: SweepCfg, seed: int):
@@ -528,9 +551,18 @@ def run_trials(ctx: Context, n: int, worker: int, parent_run: str | None) -> Non
         return
     done = len(ctx.open().get_trials(deepcopy=False))
     study = ctx.open(sampler_seed=_seed(ctx.params.seed, done, worker))
+    budget = target(ctx)
+
+    def stop_at_budget(study, trial) -> None:
+        """Workers on other machines share the storage: stop once the study has its trials."""
+        finished = [t for t in consumed(study.get_trials(deepcopy=False)) if t.state.is_finished()]
+        if len(finished) >= budget:
+            study.stop()
+
     study.optimize(
-        Objective(ctx, parent_run), n_trials=n, catch=(TrialFailed,), callbacks=[_print_trial]
-    )
+        Objective(ctx, parent_run), n_trials=n, catch=(TrialFailed,),
+        callbacks=[_print_trial, stop_at_budget],
+    )  # fmt: skip
 
 
 def _seed(*parts: int) -> int:
@@ -606,6 +638,7 @@ def _worker_main(params_path: str, overrides: list[str], name: str, job: str, ar
 
     from genlab.config import load_params
 
+    _exit_with_parent(os.getppid())
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args[-1]))
     params = load_params(params_path, overrides)
     ctx = Context(params, name, Path(params_path).resolve().parent, *args[:2])
@@ -614,6 +647,19 @@ def _worker_main(params_path: str, overrides: list[str], name: str, job: str, ar
     else:
         for number, seed in args[2]:
             retrain(ctx, number, seed, args[3])
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose `genlab sweep` died (even by SIGKILL) stops too; its running trial is then
+    failed by the heartbeat check and re-queued."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _in_processes(jobs: list[tuple[str, tuple]], source: tuple[str, list[str]], name: str) -> None:
