@@ -311,7 +311,7 @@ def test_best_params_reproduce_the_trial_score_through_the_pipeline(prepared, tm
 @pytest.mark.slow
 @pytest.mark.parametrize("budget", [{"trials": 5}, {"trials_per_arm": 2}])
 def test_two_workers_share_one_storage_and_run_exactly_the_budget(prepared, tmp_path, budget):
-    raw = sweep_raw(trials_per_arm=None, seeds=[0, 1], **budget)
+    raw = sweep_raw(seeds=[0, 1], **{"trials_per_arm": None, **budget})
     root, params_file = project(prepared, tmp_path, raw)
     assert main(["--params", str(params_file), "sweep", "tiny", "--workers", "2"]) == 0
     params = load_params(params_file)
