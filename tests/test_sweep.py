@@ -308,6 +308,23 @@ def test_best_params_reproduce_the_trial_score_through_the_pipeline(prepared, tm
     assert metrics["frechet"] == study.best_value  # bit for bit: same seed, same latents
 
 
+@pytest.mark.parametrize("objectives", [["kid"], ["frechet", "seconds"]])
+def test_other_objectives(prepared, tmp_path, objectives):
+    raw = sweep_raw(trials_per_arm=None, trials=2, seeds=[0], objectives=objectives)
+    root, params_file = project(prepared, tmp_path, raw)
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    ctx, study = study_of(root, load_params(params_file))
+    trials = study.get_trials()
+    assert len(study.directions) == len(objectives) and len(trials) == 2
+    for t in trials:
+        assert t.state.name == "COMPLETE" and len(t.values) == len(objectives)
+        if objectives[-1] == "seconds":
+            assert t.values[1] == t.user_attrs["seconds"] > 0
+    df = pd.read_csv(root / "reports/sweeps/tiny/trials.csv")
+    assert objectives[0] in df and ("seconds_objective" in df) == (len(objectives) == 2)
+    assert sorted(df[objectives[0]]) == pytest.approx(sorted(t.values[0] for t in trials), rel=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("budget", [{"trials": 5}, {"trials_per_arm": 2}])
 def test_two_workers_share_one_storage_and_run_exactly_the_budget(prepared, tmp_path, budget):
