@@ -31,13 +31,14 @@ def project(root: Path, args, pruner: dict) -> Path:
         "tracking": {"enabled": False},
         "data": {"digits": {}},
         "evaluator": {"epochs": 30},
-        "train": {"batch_size": 64, "optimizer": {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}},
+        "train": {"batch_size": 64,
+                  "optimizer": {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}},
         "variants": {"base": {"dataset": "digits", "family": "gan", "arch": "dcgan",
                               "loss": "nonsaturating", "latent_dim": 32, "width": 32,
                               "d_norm": "none"}},
         "sweeps": {"bench": {
             "base": "base", "trials": args.trials, "steps": args.steps,
-            "report_every": args.report_every, "pruner": pruner, "seeds": [0],
+            "report_every": args.report_every, "pruner": pruner, "seeds": [],
             "space": {
                 "loss": {"choices": ["nonsaturating", "least_squares", "hinge"]},
                 "optimizer.lr": {"low": 2e-5, "high": 5e-3, "log": True},

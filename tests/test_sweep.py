@@ -31,8 +31,8 @@ from tests.conftest import tiny_params_dict, write_params
 from tests.test_tracking import free_port
 
 TABLE_COLUMNS = ["loss", "regularizer", "trials", "completed", "pruned", "failed", "best",
-                 "median", "iqr", "best_trial", "seeds", "seed_mean", "seed_std", "ci_low",
-                 "ci_high"]  # fmt: skip
+                 "median", "iqr", "best_trial", "seeds", "seeds_failed", "seed_mean", "seed_std",
+                 "ci_low", "ci_high"]  # fmt: skip
 
 
 def sweep_raw(**overrides) -> dict:
@@ -45,7 +45,7 @@ def sweep_raw(**overrides) -> dict:
         "steps": 4,
         "report_every": 2,
         "pruner": {"name": "none"},
-        "seeds": [0, 1],
+        "seeds": [1],
         "space": {
             "loss": {"choices": ["nonsaturating", "wasserstein"]},
             "regularizer": {"choices": ["none", "gradient_penalty"]},
@@ -98,6 +98,16 @@ def study_of(root: Path, params, name: str = "tiny"):
         ({"objectives": ["frechet", "seconds"], "pruner": {"name": "median"}}, "cannot prune"),
         ({"report_every": 10}, "exceeds steps"),
         ({"seeds": [1, 1]}, "repeat a seed"),
+        ({"seeds": [0, 1]}, "contains the project seed 0"),
+        ({"seeds": [-1]}, "seeds must be >= 0"),
+        ({"heartbeat": 10, "grace": 20}, "grace = 20 must exceed 2 x heartbeat = 20"),
+        ({"space": {"regularizer": {"choices": ["none", "r1"]},
+                    "regularizers.r1.weight": {"low": 1, "high": 10}}},
+         "space.regularizers.r1.weight needs when: {regularizer: r1}"),
+        ({"space": {"regularizer": {"choices": ["none", "r1"]},
+                    "regularizers.r1.wieght": {"low": 1, "high": 10,
+                                               "when": {"regularizer": "r1"}}}},
+         "space.regularizers.r1.wieght makes an invalid variant where it applies"),
         ({"base": "nope"}, "is not a variant; the variants are: dcgan_ns, ring_gan, vae"),
         ({"space": {"dataset": {"choices": ["digits"]}}}, "dataset is fixed by the study"),
         ({"space": {"lr": {"low": 1, "high": 2}}}, "'lr' is not a variant key"),
@@ -137,10 +147,11 @@ def test_a_trial_variant_applies_arm_conditionals_and_optimizer_paths():
     assert v.optimizer_d.name == "adam" and v.optimizer.lr == base.optimizer.lr
     with pytest.raises(ConfigError, match="energy"):
         sw.variant_for(base, cfg, {"loss": "energy"})
-    assert [a for a, _ in sw.arm_configs(base, cfg)] == [
+    assert [sw.arm_label(a) for a in sw.arms(cfg, base)] == [
         "nonsaturating x none", "nonsaturating x gradient_penalty",
         "wasserstein x none", "wasserstein x gradient_penalty",
     ]  # fmt: skip
+    assert sw.check_study(base, cfg, seed=0) == []
 
 
 def test_conditional_parameters_are_sampled_only_when_their_condition_holds():
@@ -220,7 +231,7 @@ def test_tiny_study_counts_states_mlflow_tables_and_resumes(prepared, tmp_path, 
     table = pd.read_csv(out / "table.csv")
     assert list(table.columns) == TABLE_COLUMNS and len(table) == 4
     assert (table["trials"] == 1).all() and (table["completed"] == 1).all()
-    assert (table["seeds"] == 2).all()  # seed 0 is the trial itself, seed 1 a retrain
+    assert (table["seeds"] == 1).all() and (table["seeds_failed"] == 0).all()  # seed 1 retrain
     trials_csv = pd.read_csv(out / "trials.csv")
     assert len(trials_csv) == 4 and "param.optimizer.lr" in trials_csv
     curve = pd.read_csv(out / "expected_best.csv")
@@ -263,10 +274,10 @@ def test_tiny_study_counts_states_mlflow_tables_and_resumes(prepared, tmp_path, 
 
 def test_diverging_and_pruned_trials_are_recorded_and_the_sweep_goes_on(prepared, tmp_path):
     raw = sweep_raw(
-        trials_per_arm=None, trials=10, steps=6, report_every=2,
+        trials_per_arm=None, trials=12, steps=6, report_every=2,
         pruner={"name": "median", "startup_trials": 1},
         space={"loss": {"choices": ["least_squares"]},
-               "optimizer.lr": {"choices": [0.0002, 0.001, 50.0, 1e30]}},
+               "optimizer.lr": {"choices": [0.0002, 0.001, 1e30, 50.0]}},
     )  # fmt: skip
     root, params_file = project(prepared, tmp_path, raw)
     assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
@@ -274,7 +285,7 @@ def test_diverging_and_pruned_trials_are_recorded_and_the_sweep_goes_on(prepared
     _, study = study_of(root, params)
     trials = study.get_trials()
     states = [t.state.name for t in trials]
-    assert len(trials) == 10 and "FAIL" in states and "PRUNED" in states and "COMPLETE" in states
+    assert len(trials) == 12 and "FAIL" in states and "PRUNED" in states and "COMPLETE" in states
     for t in trials:
         assert (t.state.name == "FAIL") == (t.params["optimizer.lr"] == 1e30)
         if t.state.name == "FAIL":
@@ -287,12 +298,12 @@ def test_diverging_and_pruned_trials_are_recorded_and_the_sweep_goes_on(prepared
         assert run.info.status == ("FAILED" if t.state.name == "FAIL" else "FINISHED")
     table = pd.read_csv(root / "reports/sweeps/tiny/table.csv")
     row = table.iloc[0]
-    assert row["trials"] == 10 and row["failed"] == states.count("FAIL")
+    assert row["trials"] == 12 and row["failed"] == states.count("FAIL")
     assert row["pruned"] == states.count("PRUNED") and row["completed"] == states.count("COMPLETE")
 
 
 def test_best_params_reproduce_the_trial_score_through_the_pipeline(prepared, tmp_path):
-    raw = sweep_raw(trials_per_arm=None, trials=2, seeds=[0])
+    raw = sweep_raw(trials_per_arm=None, trials=2, seeds=[])
     root, params_file = project(prepared, tmp_path, raw)
     assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
     best = yaml.safe_load((root / "reports/sweeps/tiny/best_params.yaml").read_text())
@@ -308,9 +319,50 @@ def test_best_params_reproduce_the_trial_score_through_the_pipeline(prepared, tm
     assert metrics["frechet"] == study.best_value  # bit for bit: same seed, same latents
 
 
+def test_an_interrupted_trial_is_requeued_and_the_budget_stays_exact(
+    prepared, tmp_path, monkeypatch
+):
+    raw = sweep_raw(trials_per_arm=None, trials=3, seeds=[])
+    root, params_file = project(prepared, tmp_path, raw)
+    real, calls = sw.fit_and_score, []
+
+    def interrupt_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sw, "fit_and_score", interrupt_the_second)
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 130
+    params = load_params(params_file)
+    ctx, study = study_of(root, params)
+    (stopped,) = [t for t in study.get_trials() if t.state.name == "FAIL"]
+    assert stopped.user_attrs["interrupted"]
+    runs = tracking.runs(params.tracking, root)
+    assert next(r for r in runs if r.data.tags.get("kind") == "sweep").info.status == "KILLED"
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
+    trials = study.get_trials()
+    assert len(sw.consumed(trials)) == 3 and len(trials) == 4
+    (again,) = [t for t in trials if t.system_attrs.get("failed_trial") == stopped.number]
+    assert again.state.name == "COMPLETE" and again.params == stopped.params
+    assert pd.read_csv(root / "reports/sweeps/tiny/table.csv")["trials"].sum() == 3
+    runs = tracking.runs(params.tracking, root)
+    assert next(r for r in runs if r.data.tags.get("kind") == "sweep").info.status == "FINISHED"
+
+
+def test_a_point_set_base_is_refused(prepared, tmp_path, capsys):
+    raw = sweep_raw()
+    raw["sweeps"]["tiny"]["base"] = "ring_gan"
+    raw["sweeps"]["tiny"]["space"] = {"loss": {"choices": ["minimax", "hinge"]}}
+    root, params_file = project(prepared, tmp_path, raw)
+    prepare_dataset("ring8", load_params(params_file).dataset_cfg("ring8"), root, 0)
+    assert main(["--params", str(params_file), "sweep", "tiny"]) == 2
+    assert "'ring8' is a 2-D point set" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("objectives", [["kid"], ["frechet", "seconds"]])
 def test_other_objectives(prepared, tmp_path, objectives):
-    raw = sweep_raw(trials_per_arm=None, trials=2, seeds=[0], objectives=objectives)
+    raw = sweep_raw(trials_per_arm=None, trials=2, seeds=[], objectives=objectives)
     root, params_file = project(prepared, tmp_path, raw)
     assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
     ctx, study = study_of(root, load_params(params_file))
@@ -328,7 +380,7 @@ def test_other_objectives(prepared, tmp_path, objectives):
 @pytest.mark.slow
 @pytest.mark.parametrize("budget", [{"trials": 5}, {"trials_per_arm": 2}])
 def test_two_workers_share_one_storage_and_run_exactly_the_budget(prepared, tmp_path, budget):
-    raw = sweep_raw(seeds=[0, 1], **{"trials_per_arm": None, **budget})
+    raw = sweep_raw(seeds=[1], **{"trials_per_arm": None, **budget})
     root, params_file = project(prepared, tmp_path, raw)
     assert main(["--params", str(params_file), "sweep", "tiny", "--workers", "2"]) == 0
     params = load_params(params_file)
@@ -346,18 +398,47 @@ def test_two_workers_share_one_storage_and_run_exactly_the_budget(prepared, tmp_
     assert all(r.info.status == "FINISHED" for r in runs)
     retrains = [r for r in runs if r.data.tags.get("kind") == "retrain"]
     assert len(retrains) == len(sw.best_by_arm(study, ctx))  # seed 1 for each arm's best
+    # trial k samples the same values whichever worker runs it: one worker draws the same study
+    solo = tmp_path / "solo"
+    solo.mkdir()
+    _, solo_file = project(prepared, solo, raw)
+    assert main(["--params", str(solo_file), "sweep", "tiny"]) == 0
+    _, solo_study = study_of(solo, load_params(solo_file))
+    assert [t.params for t in solo_study.get_trials()] == [t.params for t in trials]
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @pytest.mark.slow
-def test_a_killed_worker_leaves_no_trial_running_forever(prepared, tmp_path):
-    raw = sweep_raw(trials_per_arm=None, trials=3, steps=400, report_every=200, seeds=[0],
-                    heartbeat=1, grace=2)  # fmt: skip
+def test_a_killed_sweep_leaves_no_worker_and_no_trial_running_forever(prepared, tmp_path):
+    raw = sweep_raw(trials_per_arm=None, trials=3, steps=400, report_every=200, seeds=[],
+                    heartbeat=1, grace=3)  # fmt: skip
     root, params_file = project(prepared, tmp_path, raw)
     genlab = Path(sys.executable).with_name("genlab")
-    proc = subprocess.Popen([str(genlab), "--params", str(params_file), "sweep", "tiny"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(genlab), "--params", str(params_file), "sweep", "tiny", "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     params = load_params(params_file)
-    deadline = time.monotonic() + 120
+    deadline, workers = time.monotonic() + 120, []
     try:
         while time.monotonic() < deadline:
             time.sleep(0.5)
@@ -365,32 +446,43 @@ def test_a_killed_worker_leaves_no_trial_running_forever(prepared, tmp_path):
                 continue
             try:
                 _, study = study_of(root, params)
-                if any(t.state.name == "RUNNING" for t in study.get_trials()):
+                running = [t for t in study.get_trials() if t.state.name == "RUNNING"]
+                if any("mlflow_run" in t.user_attrs for t in running):  # its MLflow run exists
+                    workers = children(proc.pid)
                     break
-            except KeyError:  # the storage or the study does not exist yet
+            except KeyError:  # the study does not exist yet
                 continue
         else:
             pytest.fail("the sweep never started a trial")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    (killed,) = [t for t in study.get_trials() if t.state.name == "RUNNING"]
-    time.sleep(3)  # longer than the grace period: the trial's heartbeat is now stale
+    assert len(workers) >= 2  # two workers (and multiprocessing's resource tracker)
+    deadline = time.monotonic() + 10
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(w) for w in workers), "worker processes outlived their sweep"
+    killed = [t for t in study.get_trials() if t.state.name == "RUNNING"]
+    assert killed
+    # at once, within the grace period: the sweep waits for the silent trials, fails and reruns them
     assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
     trials = study.get_trials()
-    assert trials[killed.number].state.name == "FAIL"
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
-    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
-    assert retries[0].params == killed.params
+    for k in killed:
+        assert trials[k.number].state.name == "FAIL"
+        (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == k.number]
+        assert retry.state.name == "COMPLETE"
     assert len(sw.consumed(trials)) == 3 and not [t for t in trials if t.state.name == "RUNNING"]
-    run = next(r for r in tracking.runs(params.tracking, root)
-               if r.data.tags.get("optuna.trial") == str(killed.number))  # fmt: skip
-    assert run.info.status == "FAILED" and "heartbeat" in run.data.tags["failure"]
+    assert pd.read_csv(root / "reports/sweeps/tiny/table.csv")["trials"].sum() == 3
+    runs = tracking.runs(params.tracking, root)
+    for k in [k for k in killed if "mlflow_run" in k.user_attrs]:
+        (run,) = [r for r in runs if r.data.tags.get("optuna.trial") == str(k.number)
+                  and r.data.tags.get("kind") == "trial" and r.info.status == "FAILED"]  # fmt: skip
+        assert "heartbeat" in run.data.tags["failure"]
 
 
 @pytest.mark.slow
 def test_genlab_dashboard_serves_the_study_on_localhost(prepared, tmp_path):
-    raw = sweep_raw(trials_per_arm=None, trials=1, seeds=[0])
+    raw = sweep_raw(trials_per_arm=None, trials=1, seeds=[])
     root, params_file = project(prepared, tmp_path, raw)
     assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
     port = free_port()

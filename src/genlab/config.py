@@ -308,7 +308,7 @@ class SweepCfg(Strict):
     steps: int = Field(500, ge=1)  # generator steps per trial
     report_every: int = Field(100, ge=1)  # the objective is reported (and pruned on) every k steps
     pruner: PrunerCfg = PrunerCfg()
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3])  # re-measure each arm's best
     objectives: list[Literal["frechet", "kid", "seconds"]] = Field(
         default_factory=lambda: ["frechet"], min_length=1, max_length=2
     )
@@ -412,7 +412,7 @@ class Params(Strict):
     @model_validator(mode="after")
     def _sweeps_fit_variants(self) -> Params:
         """Every study's base is a variant and every arm of its space makes a valid variant."""
-        from genlab.sweep import arm_configs  # the one place that turns a space into variants
+        from genlab.sweep import check_study  # the one place that turns a space into variants
 
         for name, sweep in self.sweeps.items():
             if sweep.base not in self.variants:
@@ -420,14 +420,9 @@ class Params(Strict):
                     f"sweeps.{name}.base = {sweep.base!r} is not a variant; the variants are: "
                     f"{', '.join(sorted(self.variants)) or '(none)'}"
                 )
-            base = self.variants[sweep.base]
-            if base.family != "gan":
-                raise ValueError(f"sweeps.{name}: base {sweep.base!r} must be a gan variant")
-            for arm, error in arm_configs(base, sweep):
-                if error is not None:
-                    raise ValueError(
-                        f"sweeps.{name}: the arm {arm} is not a valid variant: {error}"
-                    )
+            errors = check_study(self.variants[sweep.base], sweep, self.seed)
+            if errors:
+                raise ValueError(f"sweeps.{name}: " + f"; sweeps.{name}: ".join(errors))
         return self
 
     @field_validator("train")

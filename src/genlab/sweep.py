@@ -54,8 +54,9 @@ def variant_for(base: VariantCfg, sweep: SweepCfg, values: dict[str, Any]) -> Va
 
     ``regularizer`` replaces the base's regularisers by the chosen one (or none); every other key
     is a path into the variant (``optimizer.lr``, ``optimizer.betas.0``,
-    ``regularizers.r1.weight``). A D optimizer set by the space starts from G's final optimizer,
-    so a sampled beta1 reaches both. Raises ``ConfigError`` for a combination that is not valid.
+    ``regularizers.r1.weight``). Sampled ``optimizer_d.*`` keys start from the base's D optimizer
+    when it has one, else from G's final optimizer (so a sampled beta1 reaches D too unless the
+    base gives D its own optimizer). Raises ``ConfigError`` for a combination that is not valid.
     """
     raw = base.model_dump(mode="json")
     raw["steps"] = sweep.steps
@@ -136,18 +137,48 @@ def default_values(sweep: SweepCfg, fixed: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def arm_configs(base: VariantCfg, sweep: SweepCfg) -> list[tuple[str, str | None]]:
-    """(arm label, error or None) for every arm, with the other parameters at one point of the
-    space: a combination that can never train is reported when params are loaded."""
-    out = []
+def check_study(base: VariantCfg, sweep: SweepCfg, seed: int) -> list[str]:
+    """Everything wrong with a study that its schema alone cannot see: every arm, and every
+    conditional parameter at a point where it is active, must make a valid variant; a
+    ``regularizers.X.*`` key must be tied to the arm it belongs to; seeds are re-measurements."""
+    errors = []
     for arm in arms(sweep, base):
         fixed = {k: v for k, v in zip(ARM_KEYS, arm, strict=True) if k in sweep.space}
         try:
             variant_for(base, sweep, default_values(sweep, fixed))
-            out.append((arm_label(arm), None))
         except ConfigError as e:
-            out.append((arm_label(arm), str(e)))
-    return out
+            errors.append(f"the arm {arm_label(arm)} is not a valid variant: {e}")
+    for key, dim in sweep.space.items():
+        fixed = {k: v[0] if isinstance(v, list) else v for k, v in dim.when.items()}
+        fixed[key] = dim.choices[-1] if dim.choices is not None else dim.high
+        try:
+            variant_for(base, sweep, default_values(sweep, fixed))
+        except ConfigError as e:
+            errors.append(f"space.{key} makes an invalid variant where it applies: {e}")
+        head, _, rest = key.partition(".")
+        if head == "regularizers" and "regularizer" in sweep.space:
+            name = rest.split(".")[0]
+            tied = dim.when.get("regularizer")
+            if tied is None or (name in sweep.space["regularizer"].choices and tied != name
+                                and tied != [name]):  # fmt: skip
+                errors.append(
+                    f"space.{key} needs when: {{regularizer: {name}}} (or another regularizer "
+                    f"value when {name} is not a choice); unconditioned it would add {name} to "
+                    "every arm"
+                )
+    if seed in sweep.seeds:
+        errors.append(
+            f"seeds = {sweep.seeds} contains the project seed {seed}, which the search trials "
+            "use: their scores were selected as the best, not re-measured; use other seeds"
+        )
+    if any(s < 0 for s in sweep.seeds):
+        errors.append(f"seeds = {sweep.seeds}: seeds must be >= 0")
+    if sweep.grace <= 2 * sweep.heartbeat:
+        errors.append(
+            f"grace = {sweep.grace} must exceed 2 x heartbeat = {2 * sweep.heartbeat}, or live "
+            "trials are taken for dead ones"
+        )
+    return errors
 
 
 # ---------------------------------------------------------------- storage and study
@@ -189,7 +220,8 @@ def fingerprint(params, name: str, root: Path) -> str:
     )  # fmt: skip
     h = hashlib.sha256()
     what = [settings, base.model_dump(mode="json"), params.seed, params.device,
-            params.sample.model_dump(mode="json")]  # fmt: skip
+            params.sample.model_dump(mode="json"),
+            params.evaluate.model_dump(mode="json")]  # fmt: skip
     h.update(json.dumps(what, sort_keys=True).encode())
     files = [root / "models" / "evaluator" / f"{base.dataset}.pt"]
     files += sorted((root / "data" / "prepared" / base.dataset).rglob("*"))
@@ -252,10 +284,19 @@ def _serialize_sqlite(engine) -> None:
 
 
 def make_sampler(sweep: SweepCfg, seed: int):
+    """Random: seeded per trial number, so trial k draws the same values whichever worker runs
+    it and however often the study was resumed (a study is reproducible with any number of
+    workers). TPE: seeded, but it learns from the trials finished so far, which with several
+    workers depends on timing."""
     optuna = _quiet_optuna()
-    if sweep.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if sweep.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+
+    class PerTrialRandomSampler(optuna.samplers.RandomSampler):
+        def before_trial(self, study, trial) -> None:
+            self._rng.rng.seed(_seed(seed, trial.number))
+
+    return PerTrialRandomSampler(seed=seed)
 
 
 def make_pruner(sweep: SweepCfg):
@@ -292,13 +333,13 @@ class Context:
     def base(self) -> VariantCfg:
         return self.params.variants[self.sweep.base]
 
-    def open(self, sampler_seed: int = 0):
+    def open(self):
         """The study, loaded from storage (it must exist)."""
         optuna = _quiet_optuna()
         storage = make_storage(self.url, self.sweep, self._end_stale_run)
         return optuna.load_study(
             study_name=self.study_name, storage=storage,
-            sampler=make_sampler(self.sweep, sampler_seed), pruner=make_pruner(self.sweep),
+            sampler=make_sampler(self.sweep, self.params.seed), pruner=make_pruner(self.sweep),
         )  # fmt: skip
 
     def _end_stale_run(self, trial) -> None:
@@ -497,8 +538,15 @@ class Objective:
             run.set_tags({"optuna.state": "FAIL", "failure": str(e)[:5000]})
             run.end("FAILED")
             raise TrialFailed(str(e)) from None
-        except BaseException:
+        except KeyboardInterrupt:  # re-queued by the next `genlab sweep` (see requeue_interrupted)
+            trial.set_user_attr("interrupted", True)
+            run.set_tags({"optuna.state": "FAIL", "failure": "interrupted"})
             run.end("KILLED")
+            raise
+        except Exception as e:  # a bug, not a property of the trial: the sweep stops
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+            run.set_tags({"optuna.state": "FAIL", "failure": f"{type(e).__name__}: {e}"[:5000]})
+            run.end("FAILED")
             raise
         trial.set_user_attr("seconds", out["seconds"])
         run.log_metrics([final_row(cfg.steps, out["scores"])])
@@ -545,12 +593,11 @@ def _print_trial(study, trial) -> None:
     )
 
 
-def run_trials(ctx: Context, n: int, worker: int, parent_run: str | None) -> None:
-    """One worker: ``n`` trials on the shared study."""
+def run_trials(ctx: Context, n: int, parent_run: str | None) -> None:
+    """One worker: at most ``n`` trials on the shared study."""
     if n <= 0:
         return
-    done = len(ctx.open().get_trials(deepcopy=False))
-    study = ctx.open(sampler_seed=_seed(ctx.params.seed, done, worker))
+    study = ctx.open()
     budget = target(ctx)
 
     def stop_at_budget(study, trial) -> None:
@@ -566,8 +613,7 @@ def run_trials(ctx: Context, n: int, worker: int, parent_run: str | None) -> Non
 
 
 def _seed(*parts: int) -> int:
-    """A sampler seed that differs per worker and per resumption (so a resumed random sampler
-    does not replay the values of the first run)."""
+    """A 32-bit seed derived from ``parts`` (e.g. the project seed and a trial number)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
 
@@ -590,21 +636,30 @@ def retrain(ctx: Context, number: int, seed: int, parent_run: str | None) -> Non
                 **{f"variant.{k}": v for k, v in cfg.model_dump(mode="json").items()}},
         tags={**run_tags(ctx, parent_run, number, arm, "retrain"), "seed": str(seed)},
     )  # fmt: skip
+    status, reason = "FINISHED", ""
     try:
         out = fit_and_score(
             ctx.params, cfg, ctx.root, seed, scorer, cfg.steps,
             label=f"{ctx.name} trial {number} seed {seed}",
         )  # fmt: skip
-        value, status = out["scores"][key], "FINISHED"
+        value = out["scores"][key]
         run.log_metrics([final_row(cfg.steps, out["scores"])])
+        if not math.isfinite(value):
+            status, reason = "FAILED", f"{key} = {value}"
     except TrainingDiverged as e:
-        value, status = math.nan, "FAILED"
-        run.set_tags({"failure": str(e)[:5000]})
-        out = {"seconds": math.nan}
+        value, out, status, reason = math.nan, {"seconds": math.nan}, "FAILED", str(e)
+    except BaseException as e:
+        run.set_tags({"failure": f"{type(e).__name__}: {e}"[:5000]})
+        run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    if reason:
+        run.set_tags({"failure": reason[:5000]})
     run.end(status)
     study.set_user_attr(
-        f"{RETRAIN_PREFIX}{number}:{seed}", {"value": value, "seconds": out["seconds"]}
-    )
+        f"{RETRAIN_PREFIX}{number}:{seed}",
+        {"value": value if math.isfinite(value) else None, "seconds": out["seconds"],
+         "failure": reason},
+    )  # fmt: skip
     print(f"  retrain trial {number} [{arm_label(arm)}] seed {seed}: {key} {value:.4g}", flush=True)
 
 
@@ -643,7 +698,7 @@ def _worker_main(params_path: str, overrides: list[str], name: str, job: str, ar
     params = load_params(params_path, overrides)
     ctx = Context(params, name, Path(params_path).resolve().parent, *args[:2])
     if job == "trials":
-        run_trials(ctx, *args[2:5])
+        run_trials(ctx, *args[2:4])
     else:
         for number, seed in args[2]:
             retrain(ctx, number, seed, args[3])
@@ -705,67 +760,122 @@ def run_sweep(
         raise ConfigError(f"--workers = {workers}; allowed: an integer >= 1")
     if workers > 1 and source is None:
         raise ConfigError("workers > 1 needs the params file path to start worker processes")
-    from genlab.evaluate import evaluator_path
-
-    if not evaluator_path(root, params.variants[sweep.base].dataset).exists():
-        raise FileNotFoundError(
-            f"{evaluator_path(root, params.variants[sweep.base].dataset)} does not exist; run "
-            f"`genlab fit-evaluator {params.variants[sweep.base].dataset}` first"
-        )
-    out_dir = study_dir(root, name)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_inputs(params, name, root)
+    study_dir(root, name).mkdir(parents=True, exist_ok=True)
     url = storage_url(sweep, name, root)
     ctx = Context(params, name, root, f"{name}-{fingerprint(params, name, root)}", url)
     t_start = time.perf_counter()
     study = create_study(ctx)
-
     parent = _parent_run(study, ctx)
-    import optuna
+    try:
+        _run_to_budget(ctx, study, workers, source, parent)
+        study = ctx.open()
+        tasks = retrain_tasks(study, ctx)
+        if tasks:
+            print(f"sweep {name}: retraining the best trial of each arm on seeds {sweep.seeds}")
+            if workers == 1:
+                for number, seed in tasks:
+                    retrain(ctx, number, seed, parent)
+            else:
+                _in_processes(
+                    [("retrain", (ctx.study_name, url, tasks[w::workers], parent, workers))
+                     for w in range(workers) if tasks[w::workers]],
+                    source, name,
+                )  # fmt: skip
+        tables = write_tables(ctx.open(), ctx)
+    except BaseException as e:
+        from genlab import tracking
 
-    optuna.storages.fail_stale_trials(ctx.open())
-    queued = enqueue_arms(study, ctx)
-    trials = study.get_trials(deepcopy=False)
-    running = [t.number for t in trials if t.state.name == "RUNNING"]
-    remaining = max(0, target(ctx) - len(consumed(trials)))
-    print(
-        f"sweep {name} (study {ctx.study_name} in {public_url(url)}): {target(ctx)} trials, "
-        f"{len(consumed(trials))} done or running, {remaining} to run on {workers} worker(s)"
-        + (f", {queued} queued by arm" if queued else ""),
-        flush=True,
-    )
-    if running:
-        print(
-            f"  trials {running} are RUNNING elsewhere; if their worker died they are failed and "
-            f"re-queued once silent for {sweep.grace} s (run the sweep again then)",
-            flush=True,
-        )
-    if workers == 1:
-        run_trials(ctx, remaining, 0, parent)
-    else:
-        shares = split(remaining, workers)
-        _in_processes(
-            [("trials", (ctx.study_name, url, n, w, parent, workers))
-             for w, n in enumerate(shares) if n > 0],
-            source, name,
-        )  # fmt: skip
-
-    study = ctx.open()
-    tasks = retrain_tasks(study, ctx)
-    if tasks:
-        print(f"sweep {name}: retraining the best trial of each arm on seeds {sweep.seeds}")
-        if workers == 1:
-            for number, seed in tasks:
-                retrain(ctx, number, seed, parent)
-        else:
-            _in_processes(
-                [("retrain", (ctx.study_name, url, tasks[w::workers], parent, workers))
-                 for w in range(workers) if tasks[w::workers]],
-                source, name,
-            )  # fmt: skip
-    study = ctx.open()
-    tables = write_tables(study, ctx)
+        run = tracking.reopen(params.tracking, root, parent)
+        run.set_tags({"failure": f"{type(e).__name__}: {e}"[:5000]})
+        run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
     _finish_parent(parent, ctx, tables, time.perf_counter() - t_start)
     return tables
+
+
+def _check_inputs(params, name: str, root: Path) -> None:
+    """The base's dataset must be prepared, be an image set, and have its evaluator."""
+    from genlab.data import load_prepared
+    from genlab.evaluate import evaluator_path
+
+    dataset = params.variants[params.sweeps[name].base].dataset
+    _, _, meta = load_prepared(root, dataset)
+    if meta["kind"] != "image":
+        raise ConfigError(
+            f"sweeps.{name}: the base's dataset {dataset!r} is a 2-D point set; the objectives "
+            "(frechet, kid) are computed on evaluator features of an image dataset "
+            "(digits, mnist, fashion_mnist)"
+        )
+    if not evaluator_path(root, dataset).exists():
+        raise FileNotFoundError(
+            f"{evaluator_path(root, dataset)} does not exist; run `genlab fit-evaluator "
+            f"{dataset}` first"
+        )
+
+
+def requeue_interrupted(study) -> list[int]:
+    """Trials stopped by Ctrl-C are re-queued with their parameters, like a dead worker's."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    again = [t for t in trials if t.state.name == "FAIL" and t.user_attrs.get("interrupted")
+             and t.number not in retried]  # fmt: skip
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
+    for t in again:
+        retry(study, t)
+    return [t.number for t in again]
+
+
+def _run_to_budget(ctx: Context, study, workers: int, source, parent: str | None) -> None:
+    """Run trials until the study holds its budget of finished trials. Trials RUNNING without a
+    live worker (killed elsewhere, within the grace period) are waited for until their heartbeat
+    is stale, then failed, re-queued and run."""
+    import optuna
+
+    sweep, waited = ctx.sweep, 0.0
+    requeued = requeue_interrupted(study)
+    queued = enqueue_arms(study, ctx)
+    first = True
+    while True:
+        optuna.storages.fail_stale_trials(ctx.open())
+        trials = study.get_trials(deepcopy=False)
+        remaining = max(0, target(ctx) - len(consumed(trials)))
+        running = [t.number for t in trials if t.state.name == "RUNNING"]
+        if first:
+            print(
+                f"sweep {ctx.name} (study {ctx.study_name} in {public_url(ctx.url)}): "
+                f"{target(ctx)} trials, {len(consumed(trials))} done or running, {remaining} to "
+                f"run on {workers} worker(s)"
+                + (f", {queued} queued by arm" if queued else "")
+                + (f", interrupted trials {requeued} re-queued" if requeued else ""),
+                flush=True,
+            )  # fmt: skip
+            first = False
+        if remaining > 0:
+            waited = 0.0
+            if workers == 1:
+                run_trials(ctx, remaining, parent)
+            else:
+                _in_processes(
+                    [("trials", (ctx.study_name, ctx.url, n, parent, workers))
+                     for n in split(remaining, workers) if n > 0],
+                    source, ctx.name,
+                )  # fmt: skip
+            continue
+        if not running or waited > sweep.grace + 3 * sweep.heartbeat:
+            if running:
+                print(f"sweep {ctx.name}: trials {running} are still RUNNING elsewhere")
+            return
+        if waited == 0.0:
+            print(
+                f"sweep {ctx.name}: waiting for trials {running} (RUNNING elsewhere; failed and "
+                f"re-queued if silent for {sweep.grace} s)",
+                flush=True,
+            )
+        time.sleep(sweep.heartbeat)
+        waited += sweep.heartbeat
 
 
 def _parent_run(study, ctx: Context) -> str | None:
@@ -879,9 +989,10 @@ def write_tables(study, ctx: Context) -> dict[str, Any]:
     _write_csv(df, out / "trials.csv")
 
     best = best_by_arm(study, ctx)
+    finished = counted[counted["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
     rows, curves = [], []
     for arm in arms(sweep, ctx.base):
-        sub = counted[(counted["loss"] == arm[0]) & (counted["regularizer"] == arm[1])]
+        sub = finished[(finished["loss"] == arm[0]) & (finished["regularizer"] == arm[1])]
         done = sub[sub["state"] == "COMPLETE"][key].to_numpy(dtype=float)
         row = {
             "loss": arm[0], "regularizer": arm[1], "trials": len(sub),
@@ -892,27 +1003,8 @@ def write_tables(study, ctx: Context) -> dict[str, Any]:
             "median": float(np.median(done)) if len(done) else math.nan,
             "iqr": float(np.subtract(*np.percentile(done, [75, 25]))) if len(done) else math.nan,
         }  # fmt: skip
-        seeds_row = {"best_trial": None, "seeds": 0, "seed_mean": math.nan, "seed_std": math.nan,
-                     "ci_low": math.nan, "ci_high": math.nan}  # fmt: skip
-        if arm in best:
-            t = best[arm]
-            scores = []
-            for seed in sweep.seeds:
-                if seed == ctx.params.seed:
-                    scores.append(t.values[0])
-                else:
-                    rec = study.user_attrs.get(f"{RETRAIN_PREFIX}{t.number}:{seed}")
-                    if rec is not None:
-                        scores.append(rec["value"])
-            scores = np.asarray(scores, dtype=float)
-            lo, hi = bootstrap_ci(scores, sweep.bootstrap, ctx.params.seed)
-            seeds_row = {
-                "best_trial": t.number, "seeds": len(scores),
-                "seed_mean": float(scores.mean()) if len(scores) else math.nan,
-                "seed_std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan,
-                "ci_low": lo, "ci_high": hi,
-            }  # fmt: skip
-        rows.append({**row, **seeds_row})
+        row.update(seed_stats(study, ctx, best.get(arm)))
+        rows.append(row)
         pool = sub[sub["state"].isin(["COMPLETE", "FAIL"])][key].to_numpy(dtype=float)
         pool = np.where(np.isnan(pool), math.inf, pool)
         if len(pool):
@@ -947,6 +1039,27 @@ def write_tables(study, ctx: Context) -> dict[str, Any]:
         "table_frame": table,
         "best_value": min((t.values[0] for t in complete), default=math.nan),
     }
+
+
+def seed_stats(study, ctx: Context, trial) -> dict[str, Any]:
+    """The arm's best configuration re-measured on the study's seeds (the search's own seed is
+    excluded: its score was selected as the minimum, so it is biased low): count, failures,
+    mean, sample std and a 95% percentile-bootstrap interval of the mean."""
+    out = {"best_trial": None, "seeds": 0, "seeds_failed": 0, "seed_mean": math.nan,
+           "seed_std": math.nan, "ci_low": math.nan, "ci_high": math.nan}  # fmt: skip
+    if trial is None:
+        return out
+    records = [study.user_attrs.get(f"{RETRAIN_PREFIX}{trial.number}:{s}") for s in ctx.sweep.seeds]
+    records = [r for r in records if r is not None]
+    scores = np.asarray([r["value"] for r in records if r["value"] is not None], dtype=float)
+    lo, hi = bootstrap_ci(scores, ctx.sweep.bootstrap, ctx.params.seed)
+    return {
+        "best_trial": trial.number, "seeds": len(scores),
+        "seeds_failed": len(records) - len(scores),
+        "seed_mean": float(scores.mean()) if len(scores) else math.nan,
+        "seed_std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan,
+        "ci_low": lo, "ci_high": hi,
+    }  # fmt: skip
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
