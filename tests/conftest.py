@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -60,3 +65,36 @@ def tiny_project(tmp_path: Path):
     for name in ("digits", "ring8"):
         prepare_dataset(name, params.dataset_cfg(name), tmp_path, params.seed)
     return tmp_path, params
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_and_fetch(
+    args: list[str], url: str, data: bytes | None = None, timeout: float = 120
+) -> str:
+    """Start ``genlab ARGS`` (a server on 127.0.0.1), return the body of ``url`` once it answers,
+    and stop the server whatever happens."""
+    genlab = Path(sys.executable).with_name("genlab")
+    proc = subprocess.Popen([str(genlab), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                headers = {"Content-Type": "application/json"} if data else {}
+                req = urllib.request.Request(url, data=data, headers=headers)
+                return urllib.request.urlopen(req, timeout=2).read().decode()
+            except OSError:
+                assert proc.poll() is None, f"genlab {args[-3:]} exited early"
+                time.sleep(0.5)
+        raise AssertionError(f"{url} did not answer within {timeout} s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +25,7 @@ from genlab.data import prepare_dataset
 from genlab.evaluate import evaluate_variant, fit_evaluator_stage
 from genlab.sample import sample_variant
 from genlab.train.loop import train_variant
-from tests.conftest import tiny_params_dict, write_params
-from tests.test_tracking import free_port
+from tests.conftest import free_port, serve_and_fetch, tiny_params_dict, write_params
 
 TABLE_COLUMNS = ["loss", "regularizer", "trials", "completed", "pruned", "failed", "best",
                  "median", "iqr", "best_trial", "seeds", "seeds_failed", "seed_mean", "seed_std",
@@ -486,27 +483,11 @@ def test_genlab_dashboard_serves_the_study_on_localhost(prepared, tmp_path):
     root, params_file = project(prepared, tmp_path, raw)
     assert main(["--params", str(params_file), "sweep", "tiny"]) == 0
     port = free_port()
-    genlab = Path(sys.executable).with_name("genlab")
-    proc = subprocess.Popen(
-        [str(genlab), "--params", str(params_file), "dashboard", "tiny", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
-    )  # fmt: skip
-    try:
-        deadline, body = time.monotonic() + 60, None
-        while time.monotonic() < deadline and body is None:
-            try:
-                url = f"http://127.0.0.1:{port}/api/studies"
-                body = urllib.request.urlopen(url, timeout=2).read().decode()
-            except OSError:
-                assert proc.poll() is None, "optuna-dashboard exited early"
-                time.sleep(0.5)
-        assert body is not None and '"tiny-' in body
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    body = serve_and_fetch(
+        ["--params", str(params_file), "dashboard", "tiny", "--port", str(port)],
+        f"http://127.0.0.1:{port}/api/studies",
+    )
+    assert '"tiny-' in body
 
 
 def test_sweep_command_errors_exit_2(prepared, tmp_path, capsys):

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +11,7 @@ from genlab.config import validate_params
 from genlab.evaluate import evaluate_variant, fit_evaluator_stage
 from genlab.sample import sample_variant
 from genlab.train.loop import train_variant
-from tests.conftest import tiny_params_dict, write_params
+from tests.conftest import free_port, serve_and_fetch, tiny_params_dict, write_params
 
 
 def test_store_resolves_against_project_root_and_dvc_temp_copies(tmp_path, monkeypatch):
@@ -77,37 +71,15 @@ def test_disabled_tracking_writes_no_store(tiny_project):
     assert out["run_id"] is None and not (root / "mlflow.db").exists()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_genlab_ui_serves_the_store_on_localhost(tmp_path):
     raw = tiny_params_dict(tracking=True)
     params_file = write_params(tmp_path, raw)
     tracking.init_store(validate_params(raw).tracking, tmp_path)
     port = free_port()
-    genlab = Path(sys.executable).with_name("genlab")
-    proc = subprocess.Popen([str(genlab), "--params", str(params_file), "ui", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline, body = time.monotonic() + 120, None
-        while time.monotonic() < deadline and body is None:
-            try:
-                url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search"
-                req = urllib.request.Request(
-                    url, data=b'{"max_results": 10}', headers={"Content-Type": "application/json"}
-                )
-                body = urllib.request.urlopen(req, timeout=2).read().decode()
-            except OSError:
-                assert proc.poll() is None, "mlflow ui exited early"
-                time.sleep(1)
-        assert body is not None and '"tiny"' in body
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    body = serve_and_fetch(
+        ["--params", str(params_file), "ui", "--port", str(port)],
+        f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
+        data=b'{"max_results": 10}',
+    )
+    assert '"tiny"' in body
