@@ -232,7 +232,7 @@ def test_tiny_study_counts_states_mlflow_tables_and_resumes(prepared, tmp_path, 
     trials_csv = pd.read_csv(out / "trials.csv")
     assert len(trials_csv) == 4 and "param.optimizer.lr" in trials_csv
     curve = pd.read_csv(out / "expected_best.csv")
-    assert list(curve.columns) == ["arm", "k", "mean", "median", "lo", "hi"]
+    assert list(curve.columns) == ["arm", "loss", "regularizer", "k", "mean", "median", "lo", "hi"]
     assert (out / "expected_best.png").stat().st_size > 0
     assert list(pd.read_csv(out / "importances.csv").columns) == ["param", "importance"]
 

@@ -1009,7 +1009,9 @@ def write_tables(study, ctx: Context) -> dict[str, Any]:
         pool = np.where(np.isnan(pool), math.inf, pool)
         if len(pool):
             curve = expected_best(pool, list(range(1, len(pool) + 1)))
-            curve.insert(0, "arm", arm_label(arm))
+            labels = zip(["arm", *ARM_KEYS], [arm_label(arm), *arm], strict=True)
+            for i, (col, value) in enumerate(labels):
+                curve.insert(i, col, value)
             curves.append(curve)
     table = pd.DataFrame(rows)
     paths = {
@@ -1112,23 +1114,38 @@ def best_params_yaml(study, ctx: Context, best: dict) -> str:
 
 
 def _expected_best_figure(curves: pd.DataFrame, path: Path, title: str) -> None:
+    """One panel per loss, one line per regulariser: the median best score of k trials with its
+    95% band, on a log axis (scores of different arms differ by orders of magnitude)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from genlab.io import atomic_path
 
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = fig.subplots()
-    for i, (arm, c) in enumerate(curves.groupby("arm", sort=False)):
-        finite = c[np.isfinite(c["median"])]
-        ax.plot(finite["k"], finite["median"], marker="o", ms=3, color=f"C{i % 10}", label=arm)
-        ax.fill_between(finite["k"], finite["lo"], finite["hi"].clip(upper=finite["median"].max()
-                        * 4), color=f"C{i % 10}", alpha=0.12)  # fmt: skip
-    ax.set_xlabel("number of trials k (budget)")
-    ax.set_ylabel("best score of k trials (median, 95% band)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
+    losses = list(dict.fromkeys(curves["loss"])) or [""]
+    regs = list(dict.fromkeys(curves["regularizer"]))
+    ncols = min(3, len(losses))
+    nrows = math.ceil(len(losses) / ncols)
+    fig = Figure(figsize=(3.4 * ncols, 2.8 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+    for ax, loss in zip(axes, losses, strict=False):
+        for reg, c in curves[curves["loss"] == loss].groupby("regularizer", sort=False):
+            c = c[np.isfinite(c["median"])]
+            color = f"C{regs.index(reg) % 10}"
+            ax.plot(c["k"], c["median"], marker="o", ms=3, color=color, label=reg)
+            ax.fill_between(c["k"], c["lo"], c["hi"].where(np.isfinite(c["hi"])), color=color,
+                            alpha=0.15, lw=0)  # fmt: skip
+        ax.set_title(loss, fontsize=9)
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3, which="both")
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("trials k", fontsize=8)
+    for ax in axes[len(losses) :]:
+        ax.set_axis_off()
+    axes[0].set_ylabel("best of k (median, 95%)", fontsize=8)
     if len(curves):
-        ax.legend(fontsize=6, ncol=2)
+        axes[0].legend(fontsize=7, title="regularizer", title_fontsize=7)
+    fig.suptitle(title, fontsize=10)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
 
