@@ -224,9 +224,12 @@ class SampleCfg(Strict):
 
 
 class EvaluateCfg(Strict):
-    metrics: list[str] = Field(default_factory=lambda: ["frechet", "kid", "coverage", "elbo"])
+    metrics: list[str] = Field(
+        default_factory=lambda: ["frechet", "kid", "coverage", "elbo", "iwae"]
+    )
     kid_subsets: int = Field(50, ge=1)
     kid_subset_size: int = Field(1000, ge=2)
+    iwae_samples: int = Field(128, ge=1)  # importance samples k of the test NLL (VAEs)
 
     @field_validator("metrics")
     @classmethod

@@ -116,6 +116,21 @@ def _elbo(ctx: Context) -> dict[str, float]:
     return {"test_elbo_nats": total / len(ctx.test["x"])}
 
 
+@metric("iwae", kinds=("image", "points"), families=("vae",))
+@torch.no_grad()
+def _iwae(ctx: Context) -> dict[str, float]:
+    """Test negative log-likelihood in nats per example, importance-sampled with k =
+    ``evaluate.iwae_samples`` (minus the IWAE bound of Burda et al. 2016; an upper bound on the
+    true NLL that tightens with k), and the bound's gap to the ELBO."""
+    from genlab.objectives.vae import iwae_bound
+
+    k = ctx.params.evaluate.iwae_samples
+    gen = torch.Generator().manual_seed(ctx.params.seed)
+    vae = ctx.model.cpu()
+    bound = torch.cat([iwae_bound(vae, x, k, gen) for x in ctx.test["x"].split(64)])
+    return {"test_nll_nats": -float(bound.mean()), "iwae_samples": k}
+
+
 def score(ctx: Context, family: str, names: list[str] | None = None) -> dict[str, float]:
     """The metrics ``names`` (default: params ``evaluate.metrics``) that apply to the dataset
     kind and the family."""

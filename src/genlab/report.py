@@ -25,7 +25,10 @@ LEGEND = {
     "kid_std": "standard deviation of KID over subsets",
     "classes_covered": "classes the evaluator predicts for at least one sample (higher is better)",
     "class_kl": "KL(sample class histogram || real class histogram) (lower is better)",
-    "elbo_nats": "ELBO on the test split in nats per image (higher is better)",
+    "test_elbo_nats": "ELBO on the test split in nats per image, one sample (higher is better)",
+    "test_nll_nats": "test negative log-likelihood in nats per image, importance-sampled IWAE "
+    "bound with iwae_samples samples (lower is better)",
+    "iwae_samples": "importance samples k of test_nll_nats",
     "modes_captured": "mixture modes with enough high-quality samples, as in VEEGAN/PacGAN "
     "(higher is better)",
     "high_quality_pct": "% of samples within 3 std of their nearest mode (higher is better)",

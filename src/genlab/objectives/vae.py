@@ -1,7 +1,9 @@
 """VAE objectives: the evidence lower bound with a beta weight (Kingma & Welling 2014;
-Higgins et al. 2017 for beta)."""
+Higgins et al. 2017 for beta) and the importance-weighted bound (Burda et al. 2016)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -43,3 +45,30 @@ class ELBO:
             "elbo": -(recon + kl).mean().item(),
         }
         return loss, stats
+
+
+def diagonal_gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag(exp(logvar))) summed over the last dimension."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+
+
+@torch.no_grad()
+def iwae_bound(
+    model: torch.nn.Module,  # encode(x) -> (mu, logvar), decode(z), log_likelihood(x, decoded)
+    x: Tensor,  # a batch of data
+    k: int,  # importance samples per example
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The importance-weighted bound per example (Burda et al. 2016, eq. 8):
+    log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x). k = 1 is the ELBO's one-sample
+    estimate; its expectation grows with k towards log p(x) (their theorem 1), so -bound with a
+    large k estimates the test negative log-likelihood."""
+    mu, logvar = (t.float() for t in model.encode(x))
+    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device)
+    z = mu + eps * (0.5 * logvar).exp()  # (k, batch, latent)
+    log_q = diagonal_gaussian_log_density(z, mu, logvar)
+    log_prior = diagonal_gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+    decoded = model.decode(z.flatten(0, 1))
+    repeated = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)
+    log_lik = model.log_likelihood(repeated, decoded).float().view(k, -1)
+    return torch.logsumexp(log_lik + log_prior - log_q, dim=0) - math.log(k)
