@@ -416,6 +416,23 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def started_trial_with_run(db: Path) -> bool:
+    """A RUNNING trial that already has its MLflow run, read with sqlite3 in read-only mode."""
+    import sqlite3
+
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            rows = con.execute(
+                "SELECT 1 FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+                "WHERE t.state = 'RUNNING' AND a.key = 'mlflow_run'"
+            ).fetchall()
+    except sqlite3.OperationalError:  # tables not created yet, or locked for a moment
+        return False
+    return bool(rows)
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -435,25 +452,19 @@ def test_a_killed_sweep_leaves_no_worker_and_no_trial_running_forever(prepared, 
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     params = load_params(params_file)
+    db = root / "reports/sweeps/tiny/study.db"
     deadline, workers = time.monotonic() + 120, []
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not workers:
             time.sleep(0.5)
-            if not (root / "reports/sweeps/tiny/study.db").exists():
-                continue
-            try:
-                _, study = study_of(root, params)
-                running = [t for t in study.get_trials() if t.state.name == "RUNNING"]
-                if any("mlflow_run" in t.user_attrs for t in running):  # its MLflow run exists
-                    workers = children(proc.pid)
-                    break
-            except KeyError:  # the study does not exist yet
-                continue
-        else:
+            if started_trial_with_run(db):  # read-only: the sweep owns the fresh database
+                workers = children(proc.pid)
+        if not workers:
             pytest.fail("the sweep never started a trial")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    _, study = study_of(root, params)
     assert len(workers) >= 2  # two workers (and multiprocessing's resource tracker)
     deadline = time.monotonic() + 10
     while any(alive(w) for w in workers) and time.monotonic() < deadline:
