@@ -147,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         from genlab.sweep import SweepFailed
         from genlab.train.common import TrainingDiverged
 
-        if isinstance(e, (TrainingDiverged, SweepFailed)):
+        if isinstance(e, TrainingDiverged):
             print(f"genlab: training failed: {e}", file=sys.stderr)
+            return 1
+        if isinstance(e, SweepFailed):
+            print(f"genlab: sweep failed: {e}", file=sys.stderr)
             return 1
         if isinstance(e, usage_errors()):
             print(f"genlab: error: {e}", file=sys.stderr)

@@ -508,7 +508,7 @@ class Objective:
         run = tracking.Run.start(
             ctx.params.tracking, ctx.root, name=f"{ctx.name} #{trial.number}",
             params={"trial": trial.number, "seed": ctx.params.seed, **values,
-                    **{f"variant.{k}": v for k, v in cfg.model_dump(mode="json").items()}},
+                    **variant_params(cfg)},
             tags=run_tags(ctx, self.parent_run, trial.number, arm, "trial"),
         )  # fmt: skip
         trial.set_user_attr("mlflow_run", run.run_id)
@@ -578,6 +578,11 @@ class TrialFailed(RuntimeError):
     """A trial that cannot finish (diverged, invalid combination): failed, and the sweep goes on."""
 
 
+def variant_params(cfg: VariantCfg) -> dict[str, Any]:
+    """The variant a trial or retrain trains, as MLflow params under ``variant.``."""
+    return {f"variant.{k}": v for k, v in cfg.model_dump(mode="json").items()}
+
+
 def final_row(step: int, scores: dict[str, float]) -> dict[str, float]:
     return {"step": step, **{f"final.{k}": v for k, v in scores.items()}}
 
@@ -633,7 +638,7 @@ def retrain(ctx: Context, number: int, seed: int, parent_run: str | None) -> Non
     run = tracking.Run.start(
         ctx.params.tracking, ctx.root, name=f"{ctx.name} #{number} seed {seed}",
         params={"trial": number, "seed": seed,
-                **{f"variant.{k}": v for k, v in cfg.model_dump(mode="json").items()}},
+                **variant_params(cfg)},
         tags={**run_tags(ctx, parent_run, number, arm, "retrain"), "seed": str(seed)},
     )  # fmt: skip
     status, reason = "FINISHED", ""
