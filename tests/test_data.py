@@ -33,8 +33,10 @@ def build(name: str, cfg: dict, seed: int, raw: Path = Path("/nonexistent")):
 
 
 def test_registry_lists_all_and_rejects_unknown() -> None:
-    assert DATASETS.names() == ["digits", "fashion_mnist", "grid25", "mnist", "ring8"]
-    with pytest.raises(UnknownNameError, match="nope.*digits, fashion_mnist, grid25, mnist, ring8"):
+    assert DATASETS.names() == ["digits", "faces", "fashion_mnist", "grid25", "mnist", "ring8"]
+    with pytest.raises(
+        UnknownNameError, match="nope.*digits, faces, fashion_mnist, grid25, mnist, ring8"
+    ):
         DATASETS.get("nope")
 
 

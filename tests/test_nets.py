@@ -19,7 +19,7 @@ from genlab.train.common import BatchStream, configure_determinism
 from tests.conftest import tiny_params_dict
 
 ARCH_DATASET = {"dcgan": "digits", "dcgan_ae": "digits", "mlp": "ring8", "mlp_ae": "ring8",
-                "conv_vae": "digits"}  # fmt: skip
+                "conv_vae": "digits", "style": "digits", "progressive": "digits"}  # fmt: skip
 REGULARIZER_CHOICES = [{}] + [{name: {"weight": 1.0}} for name in GAN_REGULARIZERS]
 
 

@@ -59,6 +59,12 @@ class Grid25Cfg(Strict):
     std: float = Field(0.05, gt=0)
 
 
+class FacesCfg(Strict):
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    size: int = Field(32, ge=8)  # side the 25x25 images are resized to
+    flip: bool = True  # add every training image mirrored left-right
+
+
 class TorchvisionCfg(Strict):
     download: bool = False
     limit: int | None = Field(None, ge=1)
@@ -70,6 +76,7 @@ class DataCfg(Strict):
     digits: DigitsCfg | None = None
     ring8: Ring8Cfg | None = None
     grid25: Grid25Cfg | None = None
+    faces: FacesCfg | None = None
     mnist: TorchvisionCfg | None = None
     fashion_mnist: TorchvisionCfg | None = None
 
@@ -100,7 +107,7 @@ class VariantCfg(Strict):
     """One trained variant. Keys not given here come from the shared ``train`` section."""
 
     dataset: str
-    family: Literal["gan", "vae"]
+    family: Literal["gan", "vae", "vqvae"]
     arch: str
     loss: str | None = Field(None, validate_default=True)  # None: the family default
     latent_dim: int = Field(64, ge=1)
@@ -113,6 +120,23 @@ class VariantCfg(Strict):
     margin: float = Field(1.0, gt=0)  # energy: EBGAN margin m
     pull_away: float = Field(0.0, ge=0)  # energy: weight of the pulling-away term
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    # conditioning on the class label (Mirza & Osindero 2014): how the label enters G and D
+    g_condition: Literal["none", "concat", "embed", "cbn"] = "none"
+    d_condition: Literal["none", "concat", "embed", "projection"] = "none"
+    conditional: bool = False  # vae: conditional VAE; vqvae: the prior is conditioned on y
+    info_categorical: int = Field(0, ge=0)  # InfoGAN: classes of the categorical code (0 = none)
+    info_continuous: int = Field(0, ge=0)  # InfoGAN: continuous codes
+    info_weight: float = Field(1.0, ge=0)  # InfoGAN: lambda of the mutual-information bound
+    attention: int = Field(0, ge=0)  # SAGAN self-attention at this image side (0 = none)
+    style_mode: Literal["adain", "demod"] = "demod"  # style: AdaIN (StyleGAN) or StyleGAN2
+    mapping_depth: int = Field(4, ge=1)  # style: layers of the mapping MLP z -> w
+    style_mixing: float = Field(0.9, ge=0, le=1)  # style: probability of mixing two styles
+    truncation: float = Field(1.0, ge=0, le=1)  # style: psi of w = w_avg + psi (w - w_avg)
+    phase_steps: int = Field(500, ge=1)  # progressive: steps of each fade-in and stable phase
+    codebook_size: int = Field(64, ge=2)  # vqvae: codes K
+    commitment: float = Field(0.25, ge=0)  # vqvae: beta of the commitment loss
+    restart_every: int = Field(100, ge=0)  # vqvae: restart dead codes every k steps (0 = off)
+    prior_steps: int = Field(1000, ge=1)  # vqvae: the last prior_steps train the prior
     regularizers: dict[str, RegularizerCfg] = Field(default_factory=dict)
     d_steps: int = Field(1, ge=1)  # D updates before each G update (the lecture's k)
     steps: int = Field(3000, ge=1)
@@ -181,12 +205,24 @@ class VariantCfg(Strict):
             )
         if (
             "gradient_penalty" in self.regularizers
-            and self.arch == "dcgan"
+            and self.arch in ("dcgan", "style")
             and self.d_norm != "none"
         ):
             raise ValueError(
                 "gradient_penalty on a batch-normalised critic: the per-sample gradient then "
                 "depends on the batch (Gulrajani et al. 2017, sec. 4); set d_norm: none"
+            )
+        if (self.g_condition == "none") != (self.d_condition == "none"):
+            raise ValueError(
+                f"g_condition = {self.g_condition!r} and d_condition = {self.d_condition!r}: "
+                "a conditional GAN conditions both G and D on the label (or neither)"
+            )
+        if self.g_condition != "none" and self.info_categorical + self.info_continuous:
+            raise ValueError("InfoGAN codes (info_*) and label conditioning do not combine here")
+        if self.family == "vqvae" and self.prior_steps >= self.steps:
+            raise ValueError(
+                f"prior_steps = {self.prior_steps} must be below steps = {self.steps}: the first "
+                "steps - prior_steps steps train the VQ-VAE, the rest its prior"
             )
         if self.ls_targets[0] == self.ls_targets[1]:
             raise ValueError("ls_targets: a (fake) and b (real) must differ or D learns nothing")
@@ -211,7 +247,29 @@ RELEVANT = {
     "d_steps": (lambda v: v.family == "gan", "by family: gan"),
     "optimizer_d": (lambda v: v.family == "gan", "by family: gan"),
     "regularizers": (lambda v: v.family == "gan", "by family: gan"),
-    "d_norm": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
+    "d_norm": (lambda v: v.arch in ("dcgan", "style"), "by arch: dcgan, style"),
+    "g_condition": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
+    "d_condition": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
+    "conditional": (lambda v: v.family in ("vae", "vqvae"), "by family: vae, vqvae"),
+    "info_categorical": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
+    "info_continuous": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
+    "info_weight": (
+        lambda v: v.info_categorical + v.info_continuous > 0,
+        "when info_categorical or info_continuous > 0",
+    ),
+    "attention": (
+        lambda v: v.arch in ("dcgan", "style", "progressive"),
+        "by arch: dcgan, style, progressive",
+    ),
+    "style_mode": (lambda v: v.arch == "style", "by arch: style"),
+    "mapping_depth": (lambda v: v.arch == "style", "by arch: style"),
+    "style_mixing": (lambda v: v.arch == "style", "by arch: style"),
+    "truncation": (lambda v: v.arch == "style", "by arch: style"),
+    "phase_steps": (lambda v: v.arch == "progressive", "by arch: progressive"),
+    "codebook_size": (lambda v: v.family == "vqvae", "by family: vqvae"),
+    "commitment": (lambda v: v.family == "vqvae", "by family: vqvae"),
+    "restart_every": (lambda v: v.family == "vqvae", "by family: vqvae"),
+    "prior_steps": (lambda v: v.family == "vqvae", "by family: vqvae"),
     "depth": (lambda v: v.arch in ("mlp", "mlp_ae"), "by arch: mlp, mlp_ae"),
 }
 
@@ -221,11 +279,22 @@ class SampleCfg(Strict):
     grid: int = Field(64, ge=1)
     interpolation_steps: int = Field(10, ge=2)
     batch_size: int = Field(500, ge=1)
+    # latent arithmetic figure: mean z of class a - class b + class c (classes by the evaluator)
+    arithmetic: tuple[int, int, int] | None = (7, 1, 4)
 
 
 class EvaluateCfg(Strict):
     metrics: list[str] = Field(
-        default_factory=lambda: ["frechet", "kid", "coverage", "elbo", "iwae"]
+        default_factory=lambda: [
+            "frechet",
+            "kid",
+            "coverage",
+            "conditional",
+            "info",
+            "elbo",
+            "iwae",
+            "vq",
+        ]
     )
     kid_subsets: int = Field(50, ge=1)
     kid_subset_size: int = Field(1000, ge=2)

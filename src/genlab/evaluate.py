@@ -10,6 +10,7 @@ split) is written by ``fit-evaluator`` next to the evaluator's test accuracy.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from genlab.train.common import resolve_device
 class Metric:
     fn: Callable[[Context], dict[str, float]]
     kinds: tuple[str, ...]  # dataset kinds it applies to
-    families: tuple[str, ...] = ("gan", "vae", "floor")
+    families: tuple[str, ...] = ("gan", "vae", "vqvae", "floor")
 
 
 METRICS: Registry = Registry("metric")
@@ -54,6 +55,8 @@ class Context:
     evaluator: Any
     params: Any
     model: torch.nn.Module | None = None
+    labels: Tensor | None = None  # the class each sample was generated for (conditional models)
+    codes: Tensor | None = None  # InfoGAN: each sample's categorical code
     cache: dict[str, Tensor] = field(default_factory=dict)
 
     def features(self, which: str) -> Tensor:
@@ -63,7 +66,9 @@ class Context:
         return self.cache[which]
 
 
-def metric(name: str, kinds: tuple[str, ...], families: tuple[str, ...] = ("gan", "vae", "floor")):
+def metric(
+    name: str, kinds: tuple[str, ...], families: tuple[str, ...] = ("gan", "vae", "vqvae", "floor")
+):
     def decorator(fn):
         METRICS.register(name)(Metric(fn, kinds, families))
         return fn
@@ -95,6 +100,43 @@ def _coverage(ctx: Context) -> dict[str, float]:
     return class_coverage(pred, ctx.test["y"], ctx.meta["num_classes"])
 
 
+@metric("conditional", kinds=("image",), families=("gan", "vae", "vqvae"))
+def _conditional(ctx: Context) -> dict[str, float]:
+    """Samples of a conditional model scored per class: conditional accuracy (the evaluator
+    predicts the class the sample was generated for) and the intra-class Frechet distance (mean
+    over classes of the distance between the class's samples and its test images; Miyato & Koyama
+    2018). Nothing for unconditional models."""
+    if ctx.labels is None:
+        return {}
+    pred = predict(ctx.evaluator, ctx.samples)
+    fake, real = ctx.features("samples"), ctx.features("test")
+    distances = [
+        frechet_from_features(fake[ctx.labels == c], real[ctx.test["y"] == c])
+        for c in range(ctx.meta["num_classes"])
+    ]
+    return {
+        "conditional_accuracy": float((pred == ctx.labels).float().mean()),
+        "intra_frechet": float(sum(distances) / len(distances)),
+    }
+
+
+@metric("info", kinds=("image",), families=("gan",))
+def _info(ctx: Context) -> dict[str, float]:
+    """InfoGAN: accuracy of the categorical code as a classifier of the evaluator's predicted
+    class, after the best one-to-one matching of code values to classes (Hungarian algorithm);
+    Chen et al. 2016 report 95% on MNIST. Nothing without a categorical code."""
+    if ctx.codes is None:
+        return {}
+    from scipy.optimize import linear_sum_assignment
+
+    pred = predict(ctx.evaluator, ctx.samples)
+    k, classes = int(ctx.codes.max()) + 1, ctx.meta["num_classes"]
+    counts = torch.zeros(k, classes, dtype=torch.long)
+    counts.index_put_((ctx.codes, pred), torch.ones_like(pred), accumulate=True)
+    rows, cols = linear_sum_assignment(counts.numpy(), maximize=True)
+    return {"info_matched_accuracy": float(counts[rows, cols].sum()) / len(pred)}
+
+
 @metric("modes", kinds=("points",))
 def _modes(ctx: Context) -> dict[str, float]:
     """VEEGAN/PacGAN modes captured, high-quality %, reverse KL of the mode histogram."""
@@ -106,13 +148,15 @@ def _modes(ctx: Context) -> dict[str, float]:
 def _elbo(ctx: Context) -> dict[str, float]:
     """Test-split ELBO in nats per example (one reparameterised sample, seeded)."""
     from genlab.objectives import gaussian_kl
+    from genlab.objectives.vae import given
 
     gen = torch.Generator().manual_seed(ctx.params.seed)
     vae, total = ctx.model.cpu(), 0.0
-    for x in ctx.test["x"].split(500):
-        mu, logvar = vae.encode(x)
+    for x, y in _test_batches(ctx, 500):
+        mu, logvar = vae.encode(x, **given(y))
         z = mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp()
-        total += float((vae.log_likelihood(x, vae.decode(z)) - gaussian_kl(mu, logvar)).sum())
+        decoded = vae.decode(z, **given(y))
+        total += float((vae.log_likelihood(x, decoded) - gaussian_kl(mu, logvar)).sum())
     return {"test_elbo_nats": total / len(ctx.test["x"])}
 
 
@@ -127,8 +171,32 @@ def _iwae(ctx: Context) -> dict[str, float]:
     k = ctx.params.evaluate.iwae_samples
     gen = torch.Generator().manual_seed(ctx.params.seed)
     vae = ctx.model.cpu()
-    bound = torch.cat([iwae_bound(vae, x, k, gen) for x in ctx.test["x"].split(64)])
+    bound = torch.cat([iwae_bound(vae, x, k, gen, y) for x, y in _test_batches(ctx, 64)])
     return {"test_nll_nats": -float(bound.mean()), "iwae_samples": k}
+
+
+@metric("vq", kinds=("image",), families=("vqvae",))
+@torch.no_grad()
+def _vq(ctx: Context) -> dict[str, float]:
+    """VQ-VAE on the test split: reconstruction MSE per pixel through the codebook, codes in use,
+    and the prior's negative log-likelihood of the test code grids in bits per code (given the
+    class when the prior is conditional)."""
+    vqvae = ctx.model.cpu()
+    mse, bits, used, n = 0.0, 0.0, set(), len(ctx.test["x"])
+    for x, y in _test_batches(ctx, 256):
+        idx = vqvae.encode_indices(x)
+        mse += float((vqvae.decode_indices(idx) - x).pow(2).flatten(1).mean(1).sum())
+        bits += float(vqvae.prior_nll(idx, y).sum()) / idx[0].numel() / math.log(2)
+        used.update(idx.unique().tolist())
+    return {"test_recon_mse": mse / n, "test_prior_bits_per_code": bits / n,
+            "codes_used": len(used)}  # fmt: skip
+
+
+def _test_batches(ctx: Context, size: int):
+    """(x, y) test batches; y is None unless the model is conditional."""
+    labels = ctx.test["y"] if getattr(ctx.model, "num_classes", 0) else None
+    for i, x in enumerate(ctx.test["x"].split(size)):
+        yield x, None if labels is None else labels[i * size : i * size + size]
 
 
 def score(ctx: Context, family: str, names: list[str] | None = None) -> dict[str, float]:
@@ -159,18 +227,26 @@ class GeneratorScorer:
     def __call__(
         self, net: torch.nn.Module, latent_dim: int, family: str, seed: int
     ) -> dict[str, float]:
-        from genlab.sample import generate, sample_latents
+        from genlab.sample import generate, generator_inputs, label_kind
 
         was_training = net.training
         device = next(net.parameters()).device
-        z, _ = sample_latents(seed, self.params.sample.n, latent_dim, device)
+        z, y, _ = generator_inputs(net, seed, self.params.sample.n, latent_dim, device)
         try:
-            x = generate(net.eval(), z, self.params.sample.batch_size)
+            x = generate(net.eval(), z, self.params.sample.batch_size, y)
         finally:
             net.train(was_training)
-        ctx = Context(x, self.test, self.meta, self.evaluator, self.params)
+        ctx = Context(x, self.test, self.meta, self.evaluator, self.params,
+                      **_labelled(y, label_kind(net)))  # fmt: skip
         ctx.cache.update(self.test_cache)
         return score(ctx, family, self.names)
+
+
+def _labelled(y: Tensor | None, kind: str | None) -> dict[str, Tensor]:
+    """Context keywords for the labels a conditional generator was given."""
+    if y is None:
+        return {}
+    return {"labels": y.cpu()} if kind == "class" else {"codes": y.cpu()}
 
 
 def evaluator_path(root: Path, dataset: str) -> Path:
@@ -217,13 +293,14 @@ def evaluate_variant(params, name: str, root: Path) -> dict[str, float]:
     from genlab.train.checkpoint import load_checkpoint, load_model
 
     cfg = params.variant(name)
-    samples = load_checkpoint(root / "samples" / name / "samples.pt", "samples")["x"]
+    saved = load_checkpoint(root / "samples" / name / "samples.pt", "samples")
     _, test, meta = load_prepared(root, cfg.dataset)
     model = None
-    if cfg.family == "vae":
+    if cfg.family in ("vae", "vqvae"):
         model, _ = load_model(root / "models" / name / "model.pt")
     evaluator = load_any_evaluator(root, cfg.dataset)
-    ctx = Context(samples, test, meta, evaluator, params, model=model)
+    labelled = _labelled(saved.get("y"), saved.get("y_kind"))
+    ctx = Context(saved["x"], test, meta, evaluator, params, model=model, **labelled)
     metrics = score(ctx, cfg.family)
     write_json(root / "metrics" / f"{name}.json", metrics)
 

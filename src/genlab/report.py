@@ -29,6 +29,16 @@ LEGEND = {
     "test_nll_nats": "test negative log-likelihood in nats per image, importance-sampled IWAE "
     "bound with iwae_samples samples (lower is better)",
     "iwae_samples": "importance samples k of test_nll_nats",
+    "conditional_accuracy": "conditional models: share of samples the evaluator assigns to the "
+    "class they were generated for (higher is better)",
+    "intra_frechet": "conditional models: Fréchet distance per class, averaged over classes "
+    "(lower is better)",
+    "info_matched_accuracy": "InfoGAN: categorical code vs the evaluator's class after the best "
+    "one-to-one matching (higher is better)",
+    "test_recon_mse": "VQ-VAE: test reconstruction MSE per pixel on [-1, 1] (lower is better)",
+    "test_prior_bits_per_code": "VQ-VAE: the prior's test NLL of the code grids, bits per code "
+    "(lower is better)",
+    "codes_used": "VQ-VAE: codebook entries the test split uses",
     "modes_captured": "mixture modes with enough high-quality samples, as in VEEGAN/PacGAN "
     "(higher is better)",
     "high_quality_pct": "% of samples within 3 std of their nearest mode (higher is better)",
@@ -174,6 +184,53 @@ def _comparison(
     return df, accuracy
 
 
+FIGURES = {  # samples/<variant>/<kind>.png -> caption (genlab.figures explains each)
+    "grid": "samples",
+    "interpolation": "interpolation",
+    "classes": "one class per row, same noise per column",
+    "traversal": "latent traversals: one dimension per row (largest KL first), -3 to 3",
+    "editing": "editing: test image, reconstruction, then the top latent dimension set to -3 .. 3",
+    "truncation": "truncation: psi = 1, 0.8, ..., 0 along each row",
+    "mixing": "style mixing: coarse styles from the row, fine styles from the column",
+    "arithmetic": "vector arithmetic: rows a, b, c (3 samples + mean latent); "
+    "row 4: a - b + c and 3 noisy neighbours",
+}
+SECTIONS = {  # report section -> what its figures and columns show
+    "Losses and regularisers": "Unconditional GANs on the same DCGAN, differing in loss and "
+    "regulariser, and the VAE baseline's GAN counterparts.",
+    "Conditional GANs": "The label enters G and D (concatenation, embedding, conditional batch "
+    "norm, projection discriminator). `conditional_accuracy`: the evaluator recognises the "
+    "requested class; `intra_frechet`: Fréchet distance per class, averaged.",
+    "InfoGAN": "Categorical and continuous codes with the mutual-information bound. "
+    "`info_matched_accuracy`: the categorical code as a digit classifier after the best one-to-one "
+    "matching; traversal_c<j>: continuous code j from -1 to 1 along each row, one row per "
+    "categorical value.",
+    "Style-based, progressive and self-attention generators": "Mapping network, learned constant "
+    "input, AdaIN or weight demodulation, per-layer noise and style mixing; progressive growing "
+    "with fade-in; SAGAN self-attention; truncation trick.",
+    "VAE family": "VAE, beta-VAE and conditional VAE: ELBO and importance-sampled test NLL, "
+    "latent traversals and image editing.",
+    "VQ-VAE with an autoregressive prior": "Discrete codes (codebook, commitment, straight-through "
+    "gradient, dead-code restart) and a small causal transformer prior over the code grid, "
+    "conditioned on the class as DALL-E conditions on text; samples are drawn from the prior.",
+}
+
+
+def section_of(cfg: dict) -> str:
+    """The report section of a variant (its model family as the lecture notes group them)."""
+    if cfg["family"] == "vqvae":
+        return "VQ-VAE with an autoregressive prior"
+    if cfg["family"] == "vae":
+        return "VAE family"
+    if cfg.get("g_condition", "none") != "none":
+        return "Conditional GANs"
+    if cfg.get("info_categorical", 0) or cfg.get("info_continuous", 0):
+        return "InfoGAN"
+    if cfg.get("arch") in ("style", "progressive") or cfg.get("attention", 0):
+        return "Style-based, progressive and self-attention generators"
+    return "Losses and regularisers"
+
+
 def _figures(root: Path, variants: dict[str, dict]) -> dict[str, dict[str, str]]:
     """Render curves and copy samples into reports/figures; returns relative paths per variant."""
     out_dir = root / "reports" / "figures"
@@ -184,12 +241,19 @@ def _figures(root: Path, variants: dict[str, dict]) -> dict[str, dict[str, str]]
         if csv_path.is_file():
             training_curves_figure(csv_path, out_dir / f"{v}_curves.png", title=v)
             figures[v]["curves"] = f"figures/{v}_curves.png"
-        for kind in ("grid", "interpolation"):
-            src = root / "samples" / v / f"{kind}.png"
-            if src.is_file():
-                _copy(src, out_dir / f"{v}_{kind}.png")
-                figures[v][kind] = f"figures/{v}_{kind}.png"
+        pngs = sorted((root / "samples" / v).glob("*.png"))
+        order = list(FIGURES)
+        for src in sorted(pngs, key=lambda p: (order.index(p.stem) if p.stem in order else 99,
+                                                p.stem)):  # fmt: skip
+            _copy(src, out_dir / f"{v}_{src.name}")
+            figures[v][src.stem] = f"figures/{v}_{src.name}"
     return figures
+
+
+def _caption(kind: str) -> str:
+    if kind.startswith("traversal_c"):
+        return f"InfoGAN continuous code {kind.removeprefix('traversal_c')} from -1 to 1"
+    return FIGURES.get(kind, "training curves" if kind == "curves" else kind)
 
 
 def _readme(
@@ -212,11 +276,17 @@ def _readme(
     lines += ["", "## Comparison", "", _markdown_table(table), "", "### Legend", ""]
     lines.append("- real-vs-real rows: the same metrics for the train split vs the test split.")
     lines += [f"- `{c}`: {LEGEND[c]}" for c in table.columns if c in LEGEND]
-    lines += ["", "## Variants"]
-    labels = {"grid": "samples", "interpolation": "interpolation", "curves": "training curves"}
-    for v, cfg in variants.items():
-        lines += ["", f"### {v}", "", f"{cfg['family']} on {cfg['dataset']}, loss {cfg['loss']}."]
-        lines += [""] + [f"- [{labels[k]}]({p})" for k, p in figures[v].items()]
+    for section, blurb in SECTIONS.items():
+        members = [v for v, cfg in variants.items() if section_of(cfg) == section]
+        if not members:
+            continue
+        lines += ["", f"## {section}", "", blurb]
+        for v in members:
+            cfg = variants[v]
+            arch = f", arch {cfg['arch']}" if cfg.get("arch") else ""
+            lines += ["", f"### {v}", "", f"{cfg['family']} on {cfg['dataset']}{arch}, "
+                      f"loss {cfg['loss']}."]  # fmt: skip
+            lines += [""] + [f"- [{_caption(k)}]({p})" for k, p in figures[v].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -224,13 +294,14 @@ def _html(
     table: pd.DataFrame,
     accuracy: dict[str, float | None],
     figures: dict[str, dict[str, str]],
+    variants: dict[str, dict],
 ) -> str:
     """Self-contained offline HTML page with the table and every variant's figures."""
     esc = html.escape
     acc = ", ".join(
         f"{esc(ds)}: " + ("n/a" if a is None else f"{100 * a:.2f} %") for ds, a in accuracy.items()
     )
-    classes = {"grid": "pixel grid", "interpolation": "pixel interp", "curves": "curves"}
+    classes = {"interpolation": "pixel interp", "curves": "curves"}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>genlab report</title>',
@@ -240,13 +311,18 @@ def _html(
         f"<p>Evaluator test accuracy: {acc}</p>",
         table.to_html(index=False, border=0, classes="comparison"),
     ]
-    for v, figs in figures.items():
-        parts.append(f"<h2>{esc(v)}</h2>")
-        for kind, path in figs.items():
-            parts.append(
-                f'<figure><img class="{classes[kind]}" src="{esc(path)}" alt="{esc(v)} {kind}">'
-                f"<figcaption>{kind}</figcaption></figure>"
-            )
+    for section, blurb in SECTIONS.items():
+        members = [v for v, cfg in variants.items() if section_of(cfg) == section]
+        if members:
+            parts += [f"<h2>{esc(section)}</h2>", f"<p>{esc(blurb)}</p>"]
+        for v in members:
+            parts.append(f"<h3>{esc(v)}</h3>")
+            for kind, path in figures[v].items():
+                css = classes.get(kind, "pixel grid")
+                parts.append(
+                    f'<figure><img class="{css}" src="{esc(path)}" alt="{esc(v)} {kind}">'
+                    f"<figcaption>{esc(_caption(kind))}</figcaption></figure>"
+                )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -332,7 +408,7 @@ def write_report(root: Path, variants: dict[str, dict], sweeps: list[str] = ()) 
         extra_md += _section_markdown("Sweeps (`genlab sweep STUDY`)", studies)
         extra_md += "\n" + SWEEPS_NOTE + "\n"
         extra_html += _section_html("Sweeps", studies) + f"<p>{html.escape(SWEEPS_NOTE)}</p>"
-    page = _html(table, accuracy, figures).replace("</body>", extra_html + "\n</body>")
+    page = _html(table, accuracy, figures, variants).replace("</body>", extra_html + "\n</body>")
     return {
         "readme": write_text(
             reports / "README.md", _readme(table, accuracy, figures, variants) + extra_md

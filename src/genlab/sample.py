@@ -1,7 +1,9 @@
-"""``sample``: draws from a trained variant, a grid from a fixed latent batch, an interpolation.
+"""``sample``: draws from a trained variant, a grid from a fixed latent batch, an interpolation,
+and the figures of its family (``genlab.figures``).
 
 The latents come from a generator seeded by ``seed``, so the first ``grid`` samples of every
-variant with the same latent size share one fixed latent batch.
+variant with the same latent size share one fixed latent batch. Conditional models get balanced
+labels 0, 1, ..., K-1, 0, ... (stored with the samples, so evaluate can score them per class).
 """
 
 from __future__ import annotations
@@ -29,8 +31,16 @@ def sample_paths(root: Path, name: str) -> dict[str, Path]:
 
 
 @torch.no_grad()
-def generate(net: torch.nn.Module, z: Tensor, batch_size: int) -> Tensor:
-    return torch.cat([net(chunk).float().cpu() for chunk in z.split(batch_size)])
+def generate(net: torch.nn.Module, z: Tensor, batch_size: int, y: Tensor | None = None) -> Tensor:
+    """net(z) (or net(z, y) for a conditional net) in chunks, as float on the CPU."""
+    if y is None:
+        return torch.cat([net(chunk).float().cpu() for chunk in z.split(batch_size)])
+    return torch.cat(
+        [
+            net(a, b).float().cpu()
+            for a, b in zip(z.split(batch_size), y.split(batch_size), strict=True)
+        ]
+    )
 
 
 def interpolation_latents(z0: Tensor, z1: Tensor, steps: int) -> Tensor:
@@ -48,26 +58,69 @@ def sample_latents(
     return torch.randn(n, latent_dim, generator=gen, device=device), gen
 
 
+def balanced_labels(n: int, num_classes: int, device: torch.device | str) -> Tensor:
+    """0, 1, ..., K-1, 0, 1, ...: every class (or InfoGAN code value) equally often."""
+    return torch.arange(n, device=device) % num_classes
+
+
+def generator_inputs(
+    net: torch.nn.Module, seed: int, n: int, latent_dim: int, device: torch.device | str
+) -> tuple[Tensor, Tensor | None, torch.Generator]:
+    """(z, y or None, generator) of the fixed sample batch: ``noise_dim`` Gaussian entries
+    (``latent_dim`` unless the net says otherwise) and, for a conditional net, balanced labels."""
+    z, gen = sample_latents(seed, n, noise_dim(net, latent_dim), device)
+    k = getattr(net, "num_classes", 0)
+    return z, (balanced_labels(n, k, device) if k else None), gen
+
+
+def noise_dim(net: torch.nn.Module, latent_dim: int | None = None) -> int:
+    """Size of the Gaussian noise ``net`` takes: its ``noise_dim`` (InfoGAN: z plus the continuous
+    codes; VQ-VAE: one entry per code position), else its or the config's latent_dim."""
+    return getattr(net, "noise_dim", None) or getattr(net, "latent_dim", None) or latent_dim
+
+
+def label_kind(net: torch.nn.Module) -> str | None:
+    """What a net's y means: "class" (conditional models), "code" (InfoGAN), None (no y)."""
+    if not getattr(net, "num_classes", 0):
+        return None
+    return "code" if hasattr(net, "codes") else "class"
+
+
 def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
     cfg = params.sample
-    params.variant(name)  # a clear error for an unknown variant
+    variant = params.variant(name)  # a clear error for an unknown variant
     device = resolve_device(params.device)
     net, ckpt = load_model(root / "models" / name / "model.pt", device)
     meta, latent_dim = ckpt["meta"], ckpt["config"]["latent_dim"]
-    z, gen = sample_latents(params.seed, cfg.n, latent_dim, device)
-    x = generate(net, z, cfg.batch_size)
+    z, y, gen = generator_inputs(net, params.seed, cfg.n, latent_dim, device)
+    x = generate(net, z, cfg.batch_size, y)
     rows = 8
-    ends = torch.randn(2, rows, latent_dim, generator=gen, device=device)
+    ends = torch.randn(2, rows, z.shape[1], generator=gen, device=device)
+    path_y = None
+    if y is not None:
+        path_y = balanced_labels(rows, net.num_classes, device).repeat_interleave(
+            cfg.interpolation_steps
+        )
     path = generate(
-        net, interpolation_latents(ends[0], ends[1], cfg.interpolation_steps), cfg.batch_size
+        net,
+        interpolation_latents(ends[0], ends[1], cfg.interpolation_steps),
+        cfg.batch_size,
+        path_y,
     )
 
     paths = sample_paths(root, name)
     paths["dir"].mkdir(parents=True, exist_ok=True)
-    torch_save({"x": x, "z": z.cpu()}, paths["samples"])
+    saved = {"x": x, "z": z.cpu()}
+    if y is not None:
+        saved.update({"y": y.cpu(), "y_kind": label_kind(net)})
+    torch_save(saved, paths["samples"])
+    figures = [paths["grid"], paths["interpolation"]]
     if meta["kind"] == "image":
         save_grid(x[: cfg.grid], paths["grid"], nrow=math.ceil(math.sqrt(min(cfg.grid, len(x)))))
         save_grid(path, paths["interpolation"], nrow=cfg.interpolation_steps)
+        from genlab import figures as family_figures
+
+        figures += family_figures.draw(net, variant, params, root, paths["dir"], z, device)
     else:
         scatter(x, meta, paths["grid"], title=f"{name}: {len(x)} samples")
         scatter(
@@ -77,7 +130,7 @@ def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
             title=f"{name}: latent interpolation",
             paths=(rows, cfg.interpolation_steps),
         )
-    _log_to_run(params, root, name, paths)
+    _log_to_run(params, root, name, figures)
     return paths
 
 
@@ -115,11 +168,11 @@ def scatter(x: Tensor, meta: dict, path: Path, title: str, paths: tuple[int, int
     plt.close(fig)
 
 
-def _log_to_run(params, root: Path, name: str, paths: dict[str, Path]) -> None:
+def _log_to_run(params, root: Path, name: str, figures: list[Path]) -> None:
     from genlab import tracking
 
     run_file = root / "models" / name / "run.json"
     run_id = json.loads(run_file.read_text()).get("run_id") if run_file.exists() else None
     run = tracking.reopen(params.tracking, root, run_id)
-    run.log_artifact(paths["grid"], "samples")
-    run.log_artifact(paths["interpolation"], "samples")
+    for figure in figures:
+        run.log_artifact(figure, "samples")

@@ -5,7 +5,23 @@ GAN builders return ``{"G": ..., "D": ...}`` (G maps (B, latent_dim) noise to da
 one logit per sample); VAE builders return ``{"vae": ...}``.
 """
 
-from genlab.nets import autoencoder, conv_vae, dcgan, mlp  # noqa: F401  (registers the builders)
+from genlab.nets import (  # noqa: F401  (registers the builders)
+    attention,
+    autoencoder,
+    conditional,
+    conv_vae,
+    dcgan,
+    mlp,
+    progressive,
+    style,
+    vqvae,
+)
 from genlab.nets.base import GAN_ARCHS, VAE_ARCHS, ArchitectureError
 
-__all__ = ["GAN_ARCHS", "VAE_ARCHS", "ArchitectureError"]
+
+def build_gan(meta: dict, cfg) -> dict:
+    """G and D of a GAN variant: the arch's pair, or its label-conditional / InfoGAN form."""
+    return conditional.build(meta, cfg) or GAN_ARCHS.build(cfg.arch, meta, cfg)
+
+
+__all__ = ["GAN_ARCHS", "VAE_ARCHS", "ArchitectureError", "build_gan"]

@@ -4,13 +4,15 @@ The lecture notes' guidelines: strided convolutions instead of pooling in D, tra
 convolutions in G, batch norm, no fully connected hidden layers, ReLU in G with Tanh at the
 output, LeakyReLU in D. G's first layer maps the 1x1 noise "pixel" to a start x start map with a
 transposed convolution (the paper's project-and-reshape); D ends with a start x start
-convolution to one logit.
+convolution to one logit. ``attention = s`` inserts SAGAN self-attention after the layer that
+outputs the s x s feature maps (in G and D); with 0 the layers are exactly those above.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+from genlab.nets.attention import SelfAttention, attention_position
 from genlab.nets.base import GAN_ARCHS, dcgan_init, require_kind, upsampling_plan
 
 
@@ -35,14 +37,28 @@ def down_block(ch_in: int, ch_out: int, norm: bool = True) -> list[nn.Module]:
 class Generator(nn.Module):
     """z (B, latent_dim) -> image (B, C, H, W) in [-1, 1]."""
 
-    def __init__(self, *, latent_dim: int, channels: int, size: int, width: int, out=nn.Tanh):
+    def __init__(
+        self,
+        *,
+        latent_dim: int,
+        channels: int,
+        size: int,
+        width: int,
+        out=nn.Tanh,
+        attention: int = 0,  # SAGAN self-attention after the layer at this side (0 = none)
+    ):
         super().__init__()
         start, n = upsampling_plan("dcgan", size)
+        at = attention_position(attention, [start * 2**k for k in range(n + 1)])
         ch = width * 2**n
         layers = up_block(latent_dim, ch, kernel_size=start, stride=1, padding=0)
-        for _ in range(n):
+        if at == 0:
+            layers.append(SelfAttention(ch))
+        for k in range(1, n + 1):
             layers += up_block(ch, ch // 2, kernel_size=4, stride=2, padding=1)
             ch //= 2
+            if at == k:
+                layers.append(SelfAttention(ch))
         layers.append(nn.ConvTranspose2d(ch, channels, 3, 1, 1))
         if out is not None:
             layers.append(out())
@@ -58,14 +74,28 @@ class Discriminator(nn.Module):
     drops batch norm everywhere, as WGAN-GP asks of its critic (Gulrajani et al. 2017, sec. 4):
     the penalty is per sample, and batch norm couples the samples of a batch."""
 
-    def __init__(self, *, channels: int, size: int, width: int, dim_out: int = 1, norm=True):
+    def __init__(
+        self,
+        *,
+        channels: int,
+        size: int,
+        width: int,
+        dim_out: int = 1,
+        norm=True,
+        attention: int = 0,  # SAGAN self-attention after the layer at this side (0 = none)
+    ):
         super().__init__()
         start, n = upsampling_plan("dcgan", size)
+        at = attention_position(attention, [size // 2**k for k in range(n + 1)])
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2)]
         ch = width
-        for _ in range(n):
+        if at == 0:
+            layers.append(SelfAttention(ch))
+        for k in range(1, n + 1):
             layers += down_block(ch, ch * 2, norm)
             ch *= 2
+            if at == k:
+                layers.append(SelfAttention(ch))
         layers.append(nn.Conv2d(ch, dim_out, start, 1, 0))
         self.net = nn.Sequential(*layers)
 
@@ -79,8 +109,20 @@ def build_dcgan(meta: dict, cfg) -> dict[str, nn.Module]:
     channels, size, _ = meta["shape"]
     width = cfg.width or 64
     nets = {
-        "G": Generator(latent_dim=cfg.latent_dim, channels=channels, size=size, width=width),
-        "D": Discriminator(channels=channels, size=size, width=width, norm=cfg.d_norm == "batch"),
+        "G": Generator(
+            latent_dim=cfg.latent_dim,
+            channels=channels,
+            size=size,
+            width=width,
+            attention=cfg.attention,
+        ),
+        "D": Discriminator(
+            channels=channels,
+            size=size,
+            width=width,
+            norm=cfg.d_norm == "batch",
+            attention=cfg.attention,
+        ),
     }
     for net in nets.values():
         dcgan_init(net)

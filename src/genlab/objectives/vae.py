@@ -19,6 +19,11 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).flatten(1).sum(1)
 
 
+def given(y: Tensor | None) -> dict[str, Tensor]:
+    """The label keyword of a conditional VAE's encode/decode (nothing for a plain VAE)."""
+    return {} if y is None else {"y": y}
+
+
 @VAE_LOSSES.register("elbo")
 class ELBO:
     """Negative ELBO per sample, averaged over the batch: -E_q[log p(x|z)] + beta * KL(q || p).
@@ -31,12 +36,16 @@ class ELBO:
         self.beta = beta
 
     def __call__(
-        self, model: torch.nn.Module, x: Tensor, generator: torch.Generator | None = None
+        self,
+        model: torch.nn.Module,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        y: Tensor | None = None,  # labels of a conditional VAE: the bound of log p(x | y)
     ) -> tuple[Tensor, dict[str, float]]:
-        mu, logvar = model.encode(x)
+        mu, logvar = model.encode(x, **given(y))
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * (0.5 * logvar).exp()
-        recon = -model.log_likelihood(x, model.decode(z))
+        recon = -model.log_likelihood(x, model.decode(z, **given(y)))
         kl = gaussian_kl(mu.float(), logvar.float())
         loss = (recon + self.beta * kl).mean()
         stats = {
@@ -58,17 +67,19 @@ def iwae_bound(
     x: Tensor,  # a batch of data
     k: int,  # importance samples per example
     generator: torch.Generator | None = None,
+    y: Tensor | None = None,  # labels of a conditional VAE: then the bound is on log p(x | y)
 ) -> Tensor:
     """The importance-weighted bound per example (Burda et al. 2016, eq. 8):
     log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x). k = 1 is the ELBO's one-sample
     estimate; its expectation grows with k towards log p(x) (their theorem 1), so -bound with a
     large k estimates the test negative log-likelihood."""
-    mu, logvar = (t.float() for t in model.encode(x))
+    mu, logvar = (t.float() for t in model.encode(x, **given(y)))
     eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device)
     z = mu + eps * (0.5 * logvar).exp()  # (k, batch, latent)
     log_q = diagonal_gaussian_log_density(z, mu, logvar)
     log_prior = diagonal_gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
-    decoded = model.decode(z.flatten(0, 1))
+    labels = None if y is None else y.unsqueeze(0).expand(k, -1).flatten(0, 1)
+    decoded = model.decode(z.flatten(0, 1), **given(labels))
     repeated = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)
     log_lik = model.log_likelihood(repeated, decoded).float().view(k, -1)
     return torch.logsumexp(log_lik + log_prior - log_q, dim=0) - math.log(k)

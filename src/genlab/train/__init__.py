@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from genlab.nets import GAN_ARCHS, VAE_ARCHS
+from genlab.nets.vqvae import VQ_ARCHS, VQ_LOSSES
 from genlab.objectives import GAN_LOSSES, VAE_LOSSES
 from genlab.objectives.regularizers import GAN_REGULARIZERS
 from genlab.registry import Registry
@@ -34,10 +35,19 @@ def _vae_trainer(*args):
     return VAETrainer(*args)
 
 
+def _vqvae_trainer(*args):
+    from genlab.train.vqvae import VQVAETrainer
+
+    return VQVAETrainer(*args)
+
+
 FAMILIES: Registry = Registry("family")
 FAMILIES.register("gan")(
     Family(GAN_ARCHS, GAN_LOSSES, GAN_REGULARIZERS, "nonsaturating", _gan_trainer)
 )
 FAMILIES.register("vae")(
     Family(VAE_ARCHS, VAE_LOSSES, Registry("regularizer"), "elbo", _vae_trainer)
+)
+FAMILIES.register("vqvae")(
+    Family(VQ_ARCHS, VQ_LOSSES, Registry("regularizer"), "vq", _vqvae_trainer)
 )

@@ -47,13 +47,16 @@ def load_checkpoint(path: Path, what: str) -> dict[str, Any]:
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the generating network of ``model.pt``; returns (net in eval mode, checkpoint)."""
     from genlab.config import VariantCfg
+    from genlab.nets import build_gan
     from genlab.train import FAMILIES
 
     ckpt = load_checkpoint(path, "model")
     if ckpt.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{path} is not a genlab model (format {ckpt.get('format')!r})")
     cfg = VariantCfg.model_validate(ckpt["config"])
-    nets = FAMILIES.get(ckpt["family"]).archs.build(cfg.arch, ckpt["meta"], cfg)
-    net = nets["G"] if ckpt["family"] == "gan" else nets["vae"]
+    if ckpt["family"] == "gan":
+        net = build_gan(ckpt["meta"], cfg)["G"]
+    else:
+        net = FAMILIES.get(ckpt["family"]).archs.build(cfg.arch, ckpt["meta"], cfg)["vae"]
     net.load_state_dict(ckpt["state_dict"])
     return net.to(device).eval(), ckpt

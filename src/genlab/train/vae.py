@@ -31,9 +31,10 @@ class VAETrainer:
         return self.vae
 
     def step(self, batches: BatchStream) -> dict[str, float]:
-        x = batches.next()["x"]
+        batch = batches.next()
+        y = batch["y"] if self.vae.num_classes else None  # a conditional VAE sees the label
         with autocast(self.device, self.cfg.precision):
-            loss, stats = self.loss(self.vae, x, generator=self.noise)
+            loss, stats = self.loss(self.vae, batch["x"], generator=self.noise, y=y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         stats["grad_norm"] = grad_norm(self.vae)
