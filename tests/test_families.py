@@ -91,13 +91,14 @@ def test_infogan_continuous_codes_are_uniform_and_q_loss_is_the_gaussian_nll():
     torch.testing.assert_close(u.var(0), torch.full((2,), 1 / 3), atol=0.01, rtol=0)
     assert abs(float((u[:, 0] < 0.5).float().mean()) - 0.75) < 0.01
 
-    d = InfoDiscriminator(channels=1, size=8, width=8, norm=False, categorical=3, continuous=2)
+    d = InfoDiscriminator(channels=1, size=8, width=8, norm=False, categorical=3, continuous=2,
+                          weight=2.0, weight_continuous=0.1)  # fmt: skip
     x, c, uu = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 1, 0]), torch.rand(5, 2) * 2 - 1
     loss, stats = d.info_loss(x, c, uu)
     out = d.q(d.features(x))
     mean, log_std = out[:, 3:].chunk(2, 1)
     log_q = torch.distributions.Normal(mean, log_std.clamp(-5, 2).exp()).log_prob(uu).sum(1)
-    expected = F.cross_entropy(out[:, :3], c) - log_q.mean()
+    expected = 2.0 * F.cross_entropy(out[:, :3], c) - 0.1 * log_q.mean()
     torch.testing.assert_close(loss, expected)
     assert 0 <= stats["info_cat_acc"] <= 1
 
@@ -179,18 +180,24 @@ def test_conditional_vae_bounds_use_the_label_and_iwae_beats_the_elbo(digits_roo
 
 
 def test_the_conditional_vae_bound_is_of_log_p_x_given_y():
-    """With the labels the cVAE's ELBO differs from the one with other labels (the decoder
-    reads y); the IWAE bound at k = 1 is the ELBO's one-sample estimate for the same draw."""
+    """At k = 1 the cVAE's IWAE bound is log p(x | z, y) + log p(z) - log q(z | x, y) for the
+    seeded draw, with the label in the encoder and the decoder; other labels change it."""
     from genlab.nets import VAE_ARCHS
-    from genlab.objectives.vae import ELBO, iwae_bound
+    from genlab.objectives.vae import iwae_bound
 
     vae_cfg = {"dataset": "digits", "family": "vae", "arch": "conv_vae", "latent_dim": 4,
                "width": 8, "conditional": True}  # fmt: skip
     vae = VAE_ARCHS.build("conv_vae", META, _params({"v": vae_cfg}).variant("v"))["vae"].eval()
     x, y = torch.rand(6, 1, 8, 8) * 2 - 1, torch.randint(10, (6,))
     one = iwae_bound(vae, x, 1, torch.Generator().manual_seed(3), y)
-    _, stats = ELBO()(vae, x, torch.Generator().manual_seed(3), y=y)
-    torch.testing.assert_close(one.mean().item(), stats["elbo"], atol=1e-4, rtol=1e-5)
+    with torch.no_grad():
+        mu, logvar = vae.encode(x, y)
+        eps = torch.randn((1, *mu.shape), generator=torch.Generator().manual_seed(3))[0]
+        z = mu + eps * (0.5 * logvar).exp()
+        q = torch.distributions.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(1)
+        prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+        expected = vae.log_likelihood(x, vae.decode(z, y)) + prior - q
+    torch.testing.assert_close(one, expected, atol=1e-4, rtol=1e-5)
     other = iwae_bound(vae, x, 1, torch.Generator().manual_seed(3), (y + 1) % 10)
     assert (one - other).abs().max() > 1e-3
 
@@ -218,6 +225,7 @@ def test_the_conditional_vae_decoder_reads_the_label():
         ({"g_condition": "concat"}, "conditions both G and D"),
         ({"g_condition": "cbn", "d_condition": "concat", "info_categorical": 10}, "do not combine"),
         ({"info_weight": 2.0}, "info_weight"),
+        ({"info_categorical": 10, "info_weight_continuous": 0.5}, "info_weight_continuous"),
         (
             {"arch": "mlp", "dataset": "ring8", "g_condition": "concat", "d_condition": "concat"},
             "g_condition",
@@ -255,3 +263,69 @@ def test_infogan_matched_accuracy_is_invariant_to_relabelling_the_codes():
     with mock.patch("genlab.evaluate.predict", lambda net, x: net(x).argmax(1)):
         out = METRICS.get("info").fn(ctx)
     assert out == {"info_matched_accuracy": 7 / 8}
+
+
+def test_arithmetic_decodes_mean_a_minus_mean_b_plus_mean_c(tmp_path):
+    """The figure's fourth row starts with G(mean z_a - mean z_b + mean z_c), the means over the
+    three samples the evaluator is surest are a, b and c."""
+    from unittest import mock
+
+    from genlab import figures
+
+    class Net(torch.nn.Module):  # the "image" is the latent itself, 1 x 2 x 2
+        latent_dim = 4
+
+        def forward(self, z):
+            return z.view(-1, 1, 2, 2)
+
+    class Evaluator:  # logits: the first three latent entries
+        def __call__(self, x):
+            return 10 * x.flatten(1)[:, :3]
+
+    z = torch.randn(300, 4, generator=torch.Generator().manual_seed(0))
+    params = _params({}, sample={"n": 300, "grid": 16, "interpolation_steps": 4,
+                                 "batch_size": 100, "arithmetic": [2, 0, 1]})  # fmt: skip
+    cfg = _params({"v": _variant({})}).variant("v")
+    (tmp_path / "models" / "evaluator").mkdir(parents=True)
+    (tmp_path / "models" / "evaluator" / "digits.pt").touch()
+    saved = {}
+    with (
+        mock.patch("genlab.metrics.load_evaluator", lambda path: (Evaluator(), {})),
+        mock.patch.object(figures, "save_grid", lambda x, path, nrow: saved.update(x=x)),
+    ):
+        figures.arithmetic(Net(), params, cfg, tmp_path, z, tmp_path / "a.png")
+    probs = torch.softmax(10 * z[:, :3], 1)
+    means = [z[probs[:, c].topk(3).indices].mean(0) for c in (2, 0, 1)]
+    expected = (means[0] - means[1] + means[2]).view(1, 2, 2)
+    torch.testing.assert_close(saved["x"][12], expected)  # row 4, column 1 (4 per row)
+    torch.testing.assert_close(saved["x"][3], means[0].view(1, 2, 2))  # row 1 ends with G(mean a)
+
+
+@pytest.mark.slow
+def test_style_progressive_and_vqvae_variants_run_through_the_pipeline(digits_root):
+    """Each new generator family trains, samples (with its figures) and evaluates."""
+    style = _variant({}, arch="style", d_norm="none", truncation=0.7, steps=3)
+    progressive = _variant({}, arch="progressive", phase_steps=1, attention=8, steps=4)
+    vq = {
+        "dataset": "digits",
+        "family": "vqvae",
+        "arch": "vq_vae",
+        "latent_dim": 4,
+        "width": 8,
+        "codebook_size": 8,
+        "steps": 4,
+        "prior_steps": 2,
+        "conditional": True,
+    }
+    params = _params({"style_v": style, "prog_v": progressive, "vq_v": vq},
+                     evaluate={"metrics": ["frechet", "conditional", "vq"], "kid_subsets": 5,
+                               "kid_subset_size": 50, "iwae_samples": 4})  # fmt: skip
+    paths, metrics = _run(params, "style_v", digits_root)
+    assert {"truncation.png", "mixing.png"} <= {p.name for p in paths["dir"].iterdir()}
+    assert math.isfinite(metrics["frechet"])
+    paths, metrics = _run(params, "prog_v", digits_root)
+    assert math.isfinite(metrics["frechet"])
+    paths, metrics = _run(params, "vq_v", digits_root)
+    assert (paths["dir"] / "classes.png").is_file()
+    assert 0 <= metrics["conditional_accuracy"] <= 1 and 1 <= metrics["codes_used"] <= 8
+    assert metrics["test_prior_bits_per_code"] > 0 and metrics["test_recon_mse"] > 0

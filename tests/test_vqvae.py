@@ -200,7 +200,7 @@ def test_inverse_cdf_sampling_matches_the_probabilities():
 
 
 def test_generation_is_the_prior_inverted_at_phi_z():
-    model = tiny_model(num_classes=10)
+    model = tiny_model(num_classes=10).eval()  # the prior's dropout is off when sampling
     z = torch.randn(1000, model.noise_dim, generator=torch.Generator().manual_seed(1))
     y = torch.full((1000,), 3)
     idx = model.sample_indices(z, y)
@@ -228,7 +228,7 @@ def test_generation_is_the_prior_inverted_at_phi_z():
 
 
 def test_prior_nll_is_the_sum_of_the_code_cross_entropies():
-    model = tiny_model(num_classes=10)
+    model = tiny_model(num_classes=10).eval()
     idx = torch.randint(8, (3, 4, 4))
     y = torch.tensor([0, 5, 9])
     log_p = model.prior_logits(idx, y).log_softmax(-1)

@@ -126,7 +126,8 @@ class VariantCfg(Strict):
     conditional: bool = False  # vae: conditional VAE; vqvae: the prior is conditioned on y
     info_categorical: int = Field(0, ge=0)  # InfoGAN: classes of the categorical code (0 = none)
     info_continuous: int = Field(0, ge=0)  # InfoGAN: continuous codes
-    info_weight: float = Field(1.0, ge=0)  # InfoGAN: lambda of the mutual-information bound
+    info_weight: float = Field(1.0, ge=0)  # InfoGAN: lambda of the categorical code's MI bound
+    info_weight_continuous: float = Field(0.1, ge=0)  # InfoGAN: lambda of the continuous codes'
     attention: int = Field(0, ge=0)  # SAGAN self-attention at this image side (0 = none)
     style_mode: Literal["adain", "demod"] = "demod"  # style: AdaIN (StyleGAN) or StyleGAN2
     mapping_depth: int = Field(4, ge=1)  # style: layers of the mapping MLP z -> w
@@ -253,10 +254,8 @@ RELEVANT = {
     "conditional": (lambda v: v.family in ("vae", "vqvae"), "by family: vae, vqvae"),
     "info_categorical": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
     "info_continuous": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
-    "info_weight": (
-        lambda v: v.info_categorical + v.info_continuous > 0,
-        "when info_categorical or info_continuous > 0",
-    ),
+    "info_weight": (lambda v: v.info_categorical > 0, "when info_categorical > 0"),
+    "info_weight_continuous": (lambda v: v.info_continuous > 0, "when info_continuous > 0"),
     "attention": (
         lambda v: v.arch in ("dcgan", "style", "progressive"),
         "by arch: dcgan, style, progressive",

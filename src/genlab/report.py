@@ -196,8 +196,8 @@ FIGURES = {  # samples/<variant>/<kind>.png -> caption (genlab.figures explains 
     "row 4: a - b + c and 3 noisy neighbours",
 }
 SECTIONS = {  # report section -> what its figures and columns show
-    "Losses and regularisers": "Unconditional GANs on the same DCGAN, differing in loss and "
-    "regulariser, and the VAE baseline's GAN counterparts.",
+    "Losses and regularisers": "Unconditional GANs on the same DCGAN (or MLP for 2-D points), "
+    "differing in loss and regulariser.",
     "Conditional GANs": "The label enters G and D (concatenation, embedding, conditional batch "
     "norm, projection discriminator). `conditional_accuracy`: the evaluator recognises the "
     "requested class; `intra_frechet`: Fréchet distance per class, averaged.",

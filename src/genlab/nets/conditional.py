@@ -152,12 +152,16 @@ class InfoGenerator(nn.Module):
 
 class InfoDiscriminator(nn.Module):
     """D and Q share the DCGAN trunk; D(x) is the real/fake logit, ``info_loss`` the negative
-    variational bound -E[log Q(c | G(z, c))] (Chen et al. 2016, eq. 4; H(c) is constant)."""
+    variational bound -E[log Q(c | G(z, c))] (Chen et al. 2016, eq. 4; H(c) is constant), with
+    weight lambda for the categorical code and lambda_cont for the continuous ones (the paper
+    sets the continuous codes' lambda smaller, e.g. 0.1, so their term does not dominate)."""
 
     def __init__(self, *, channels: int, size: int, width: int, norm: bool, categorical: int,
-                 continuous: int, attention: int = 0, features: int = 64) -> None:  # fmt: skip
+                 continuous: int, weight: float = 1.0, weight_continuous: float = 0.1,
+                 attention: int = 0, features: int = 64) -> None:  # fmt: skip
         super().__init__()
         self.categorical, self.continuous = categorical, continuous
+        self.weight, self.weight_continuous = weight, weight_continuous
         self.trunk = Discriminator(channels=channels, size=size, width=width, dim_out=features,
                                    norm=norm, attention=attention)  # fmt: skip
         self.head = nn.Linear(features, 1)
@@ -176,21 +180,22 @@ class InfoDiscriminator(nn.Module):
     def info_loss(
         self, x: Tensor, c: Tensor | None, u: Tensor | None
     ) -> tuple[Tensor, dict[str, float]]:
-        """-log Q(c, u | x) per sample, averaged: cross-entropy of the categorical code plus the
-        Gaussian negative log density of the continuous codes (summed over codes)."""
+        """lambda (-log Q(c | x)) + lambda_cont (-log Q(u | x)) per sample, averaged: the
+        cross-entropy of the categorical code and the Gaussian negative log density of the
+        continuous codes (summed over codes)."""
         out = self.q(self.features(x)).float()
         loss, stats = out.new_zeros(()), {}
         if self.categorical:
             logits = out[:, : self.categorical]
             ce = F.cross_entropy(logits, c)
-            loss = loss + ce
+            loss = loss + self.weight * ce
             stats["info_cat_ce"] = ce.item()
             stats["info_cat_acc"] = (logits.argmax(1) == c).float().mean().item()
         if self.continuous:
             mean, log_std = out[:, self.categorical :].chunk(2, dim=1)
             log_std = log_std.clamp(-5, 2)
             nll = 0.5 * ((u - mean) / log_std.exp()) ** 2 + log_std + 0.5 * math.log(2 * math.pi)
-            loss = loss + nll.sum(1).mean()
+            loss = loss + self.weight_continuous * nll.sum(1).mean()
             stats["info_cont_nll"] = nll.sum(1).mean().item()
         return loss, stats
 
@@ -209,7 +214,8 @@ def build(meta: dict, cfg) -> dict[str, nn.Module] | None:
             "G": InfoGenerator(latent_dim=cfg.latent_dim, categorical=cfg.info_categorical,
                                continuous=cfg.info_continuous, **common),
             "D": InfoDiscriminator(norm=norm, categorical=cfg.info_categorical,
-                                   continuous=cfg.info_continuous, **common),
+                                   continuous=cfg.info_continuous, weight=cfg.info_weight,
+                                   weight_continuous=cfg.info_weight_continuous, **common),
         }  # fmt: skip
     else:
         k = _classes(meta, f"g_condition = {cfg.g_condition!r}")

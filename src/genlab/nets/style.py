@@ -53,18 +53,22 @@ def modulate(weight: Tensor, styles: Tensor, demodulate: bool = True, eps: float
 
 
 def modulated_conv2d(
-    x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True, padding: int = 0
+    x: Tensor,
+    weight: Tensor,
+    styles: Tensor,
+    demodulate: bool = True,
+    padding: int = 0,
+    eps: float = 1e-8,
 ) -> Tensor:
-    """Convolve each sample with its own modulated weights: one grouped convolution, B groups."""
-    batch, ch_in, height, width = x.shape
-    w = modulate(weight, styles, demodulate).to(x.dtype)
-    out = F.conv2d(
-        x.reshape(1, batch * ch_in, height, width),
-        w.reshape(-1, ch_in, *weight.shape[2:]),
-        padding=padding,
-        groups=batch,
-    )
-    return out.reshape(batch, -1, *out.shape[2:])
+    """The convolution with the per-sample weights of ``modulate``, computed as StyleGAN2's
+    non-fused path: scale the input channels by s, convolve with the shared weight, scale each
+    output channel by the demodulation factor 1 / sqrt(sum_{i,k} (s_i w_{ijk})^2 + eps). Equal to
+    one grouped convolution with B groups, and several times faster on a CPU."""
+    out = F.conv2d(x * styles.to(x.dtype)[:, :, None, None], weight.to(x.dtype), padding=padding)
+    if demodulate:
+        norm = (weight[None].pow(2) * styles[:, None, :, None, None].pow(2)).sum(dim=(2, 3, 4))
+        out = out * torch.rsqrt(norm + eps).to(x.dtype)[:, :, None, None]
+    return out
 
 
 def truncate(w: Tensor, w_avg: Tensor, psi: float) -> Tensor:
@@ -86,15 +90,24 @@ class EqualLinear(nn.Module):
         return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
 
 
+class ScaledLeakyReLU(nn.Module):
+    """LeakyReLU 0.2 times sqrt(2), the gain that keeps unit variance through equalised layers
+    (StyleGAN2's ``bias_act`` 'lrelu' gain); without it w shrinks by half per mapping layer and
+    the styles barely depend on z."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(x, 0.2) * math.sqrt(2)
+
+
 class MappingNetwork(nn.Module):
-    """z -> w: pixel norm, then ``depth`` layers of width ``dim`` with LeakyReLU 0.2."""
+    """z -> w: pixel norm, then ``depth`` layers of width ``dim`` with (scaled) LeakyReLU 0.2."""
 
     def __init__(self, latent_dim: int, dim: int, depth: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(depth):
             layers += [EqualLinear(latent_dim if i == 0 else dim, dim, lr_mul=0.01)]
-            layers += [nn.LeakyReLU(0.2)]
+            layers += [ScaledLeakyReLU()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -108,15 +108,16 @@ class CausalSelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block (GPT-2): h + attn(ln(h)), then h + mlp(ln(h))."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = CausalSelfAttention(dim, heads)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.drop = nn.Dropout(dropout)  # on the residual branches (GPT-2), training only
 
     def forward(self, h: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
-        h = h + self.attn(self.ln1(h), cache)
-        return h + self.mlp(self.ln2(h))
+        h = h + self.drop(self.attn(self.ln1(h), cache))
+        return h + self.drop(self.mlp(self.ln2(h)))
 
 
 class CodePrior(nn.Module):
@@ -134,13 +135,14 @@ class CodePrior(nn.Module):
         dim: int = 64,  # d_model
         depth: int = 2,  # transformer blocks
         heads: int = 4,
+        dropout: float = 0.0,  # on the residual branches while training
     ):
         super().__init__()
         self.num_codes, self.length, self.num_classes = num_codes, length, num_classes
         self.start = nn.Embedding(max(num_classes, 1), dim)
         self.tokens = nn.Embedding(num_codes, dim)
         self.pos = nn.Parameter(torch.zeros(length, dim))
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(depth))
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes)
         for p in (self.start.weight, self.tokens.weight, self.pos):
@@ -220,6 +222,7 @@ class VQVAE(nn.Module):
         prior_dim: int = 64,
         prior_depth: int = 2,
         prior_heads: int = 4,
+        prior_dropout: float = 0.2,  # the prior overfits small data sets fast (digits: 1437)
     ):
         super().__init__()
         n = downsampling_plan("vq_vae", *size)
@@ -233,7 +236,7 @@ class VQVAE(nn.Module):
         nn.init.uniform_(self.codebook.weight, -1 / codebook_size, 1 / codebook_size)
         self.prior = CodePrior(
             num_codes=codebook_size, length=self.noise_dim, num_classes=num_classes,
-            dim=prior_dim, depth=prior_depth, heads=prior_heads,
+            dim=prior_dim, depth=prior_depth, heads=prior_heads, dropout=prior_dropout,
         )  # fmt: skip
 
     def autoencoder_parameters(self) -> list[nn.Parameter]:

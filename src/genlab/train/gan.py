@@ -1,7 +1,8 @@
 """The GAN step of the lecture notes: update D ``d_steps`` (k) times, then G once.
 
-Conditional GANs feed labels to G and D; InfoGAN adds lambda times the mutual-information bound to
-D's loss (training Q on its shared trunk) and to G's loss (Chen et al. 2016, eq. 5)."""
+Conditional GANs feed labels to G and D; InfoGAN adds the weighted mutual-information bound
+(``D.info_loss``) to D's loss (training Q on its shared trunk) and to G's loss (Chen et al. 2016,
+eq. 5)."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ class GANTrainer:
             if self.info:  # Q (sharing D's trunk) maximises the bound on the fakes' codes
                 with amp:
                     info, info_stats = self.D.info_loss(fake, y, self.G.codes(z))
-                loss_d = loss_d + self.cfg.info_weight * info
+                loss_d = loss_d + info
                 stats.update(info_stats)
             for reg, weight, every in self.regularizers:
                 if reg.has_penalty and self.d_updates % every == 0:
@@ -114,7 +115,7 @@ class GANTrainer:
         if self.info:  # G maximises the same bound: its codes must stay readable from G(z, c)
             with amp:
                 info, _ = self.D.info_loss(fake, y, self.G.codes(z))
-            loss_g = loss_g + self.cfg.info_weight * info
+            loss_g = loss_g + info
             g_stats["loss_info"] = info.item()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
