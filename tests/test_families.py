@@ -329,3 +329,29 @@ def test_style_progressive_and_vqvae_variants_run_through_the_pipeline(digits_ro
     assert (paths["dir"] / "classes.png").is_file()
     assert 0 <= metrics["conditional_accuracy"] <= 1 and 1 <= metrics["codes_used"] <= 8
     assert metrics["test_prior_bits_per_code"] > 0 and metrics["test_recon_mse"] > 0
+
+
+def test_a_conditional_vae_needs_a_labelled_dataset():
+    from genlab.nets import VAE_ARCHS, ArchitectureError
+
+    vae_cfg = {"dataset": "digits", "family": "vae", "arch": "conv_vae", "latent_dim": 4,
+               "width": 8, "conditional": True}  # fmt: skip
+    with pytest.raises(ArchitectureError, match="labelled dataset"):
+        VAE_ARCHS.build(
+            "conv_vae", {**META, "num_classes": None}, _params({"v": vae_cfg}).variant("v")
+        )
+
+
+def test_spectral_norm_also_normalises_the_projection_embedding():
+    """Miyato & Koyama 2018 normalise the class embedding V of the projection D as well."""
+    from genlab.nets import build_gan
+    from genlab.objectives.regularizers import GAN_REGULARIZERS
+
+    cfg = _params({"v": _variant({"g_condition": "concat", "d_condition": "projection"})})
+    D = build_gan(META, cfg.variant("v"))["D"]
+    GAN_REGULARIZERS.build("spectral_norm").setup(D)
+    with torch.no_grad():
+        for _ in range(30):  # power iterations run in training-mode forward passes
+            D(torch.randn(8, 1, 8, 8), torch.randint(10, (8,)))
+    sigma = torch.linalg.matrix_norm(D.embed.weight.detach(), ord=2)
+    assert abs(float(sigma) - 1) < 0.05

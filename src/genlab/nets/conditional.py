@@ -33,7 +33,8 @@ from genlab.nets.base import ArchitectureError, dcgan_init
 from genlab.nets.dcgan import Discriminator, Generator
 
 
-def _classes(meta: dict, what: str) -> int:
+def dataset_classes(meta: dict, what: str) -> int:
+    """The dataset's number of classes; an ArchitectureError if it has no labels."""
     k = int(meta.get("num_classes") or 0)
     if k < 2:
         raise ArchitectureError(
@@ -218,7 +219,7 @@ def build(meta: dict, cfg) -> dict[str, nn.Module] | None:
                                    weight_continuous=cfg.info_weight_continuous, **common),
         }  # fmt: skip
     else:
-        k = _classes(meta, f"g_condition = {cfg.g_condition!r}")
+        k = dataset_classes(meta, f"g_condition = {cfg.g_condition!r}")
         nets = {
             "G": LabelGenerator(latent_dim=cfg.latent_dim, num_classes=k, mode=cfg.g_condition,
                                 **common),

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.nets.base import VAE_ARCHS, require_kind
+from genlab.nets.conditional import dataset_classes
 from genlab.nets.dcgan import Discriminator, Generator
 
 
@@ -85,6 +86,6 @@ def build_conv_vae(meta: dict, cfg) -> dict[str, nn.Module]:
             size=size,
             width=cfg.width or 32,
             likelihood=cfg.likelihood,
-            num_classes=int(meta["num_classes"]) if cfg.conditional else 0,
+            num_classes=dataset_classes(meta, "conditional: true") if cfg.conditional else 0,
         )
     }

@@ -93,14 +93,15 @@ class WeightClip(Regularizer):
 
 @GAN_REGULARIZERS.register("spectral_norm")
 class SpectralNorm(Regularizer):
-    """Spectral normalisation (Miyato et al. 2018): every convolution and linear layer of D is
+    """Spectral normalisation (Miyato et al. 2018): every convolution, linear and embedding
+    layer of D (the projection discriminator's class embedding too, as Miyato & Koyama 2018 do) is
     divided by its largest singular value, estimated by one power iteration per forward pass
     (PyTorch's ``torch.nn.utils.parametrizations.spectral_norm``)."""
 
     has_penalty = False
 
     def setup(self, D: nn.Module) -> None:
-        layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+        layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
         for module in list(D.modules()):
             if isinstance(module, layers):
                 nn.utils.parametrizations.spectral_norm(module)
