@@ -293,7 +293,7 @@ def test_arithmetic_decodes_mean_a_minus_mean_b_plus_mean_c(tmp_path):
         mock.patch("genlab.metrics.load_evaluator", lambda path: (Evaluator(), {})),
         mock.patch.object(figures, "save_grid", lambda x, path, nrow: saved.update(x=x)),
     ):
-        figures.arithmetic(Net(), params, cfg, tmp_path, z, tmp_path / "a.png")
+        figures.arithmetic(Net(), params, cfg, tmp_path, z, Net()(z), tmp_path / "a.png")
     probs = torch.softmax(10 * z[:, :3], 1)
     means = [z[probs[:, c].topk(3).indices].mean(0) for c in (2, 0, 1)]
     expected = (means[0] - means[1] + means[2]).view(1, 2, 2)

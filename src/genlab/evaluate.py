@@ -65,6 +65,12 @@ class Context:
             self.cache[which] = self.evaluator.features(x)
         return self.cache[which]
 
+    def predictions(self) -> Tensor:
+        """The evaluator's class for every sample, computed once for all metrics."""
+        if "predictions" not in self.cache:
+            self.cache["predictions"] = predict(self.evaluator, self.samples)
+        return self.cache["predictions"]
+
 
 def metric(
     name: str, kinds: tuple[str, ...], families: tuple[str, ...] = ("gan", "vae", "vqvae", "floor")
@@ -96,7 +102,7 @@ def _kid(ctx: Context) -> dict[str, float]:
 @metric("coverage", kinds=("image",))
 def _coverage(ctx: Context) -> dict[str, float]:
     """Classes the evaluator finds among samples; KL(sample class histogram || test's)."""
-    pred = predict(ctx.evaluator, ctx.samples)
+    pred = ctx.predictions()
     return class_coverage(pred, ctx.test["y"], ctx.meta["num_classes"])
 
 
@@ -108,7 +114,7 @@ def _conditional(ctx: Context) -> dict[str, float]:
     2018). Nothing for unconditional models."""
     if ctx.labels is None:
         return {}
-    pred = predict(ctx.evaluator, ctx.samples)
+    pred = ctx.predictions()
     fake, real = ctx.features("samples"), ctx.features("test")
     distances = [
         frechet_from_features(fake[ctx.labels == c], real[ctx.test["y"] == c])
@@ -129,7 +135,7 @@ def _info(ctx: Context) -> dict[str, float]:
         return {}
     from scipy.optimize import linear_sum_assignment
 
-    pred = predict(ctx.evaluator, ctx.samples)
+    pred = ctx.predictions()
     k, classes = int(ctx.codes.max()) + 1, ctx.meta["num_classes"]
     counts = torch.zeros(k, classes, dtype=torch.long)
     counts.index_put_((ctx.codes, pred), torch.ones_like(pred), accumulate=True)

@@ -36,6 +36,7 @@ def draw(
     root: Path,  # project root: data/prepared and models/evaluator are read from here
     out: Path,  # samples/<variant>/
     z: Tensor,  # the fixed sample latents
+    x: Tensor,  # the samples generated from them
     device: torch.device,
 ) -> list[Path]:
     """Every figure that applies to ``net``; returns the files written."""
@@ -51,7 +52,7 @@ def draw(
         written.append(truncation_grid(net, z[:8], out / "truncation.png"))
         written.append(mixing_grid(net, z[:6], z[6:12], out / "mixing.png"))
     if kind is None and cfg.family in ("gan", "vae"):
-        figure = arithmetic(net, params, cfg, root, z, out / "arithmetic.png")
+        figure = arithmetic(net, params, cfg, root, z, x, out / "arithmetic.png")
         written += [figure] if figure else []
     return written
 
@@ -141,9 +142,10 @@ def mixing_grid(net: torch.nn.Module, za: Tensor, zb: Tensor, path: Path) -> Pat
     return path
 
 
-def arithmetic(net, params, cfg, root: Path, z: Tensor, path: Path) -> Path | None:
-    """Vector arithmetic on the latents of the fixed sample batch, grouped by the evaluator's
-    class predictions; None when the dataset has no evaluator or a class has < 3 samples."""
+def arithmetic(net, params, cfg, root: Path, z: Tensor, x: Tensor, path: Path) -> Path | None:
+    """Vector arithmetic on the latents z of the fixed sample batch x = G(z), grouped by the
+    evaluator's class predictions; None when the dataset has no evaluator or a class has < 3
+    samples."""
     from genlab.evaluate import evaluator_path
     from genlab.metrics import load_evaluator
 
@@ -151,7 +153,6 @@ def arithmetic(net, params, cfg, root: Path, z: Tensor, path: Path) -> Path | No
     if not classes or not evaluator_path(root, cfg.dataset).exists():
         return None
     evaluator, _ = load_evaluator(evaluator_path(root, cfg.dataset))
-    x = generate(net, z, params.sample.batch_size)
     probs = torch.softmax(evaluator(x), 1)
     if max(classes) >= probs.shape[1]:
         return None

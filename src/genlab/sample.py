@@ -120,7 +120,7 @@ def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
         save_grid(path, paths["interpolation"], nrow=cfg.interpolation_steps)
         from genlab import figures as family_figures
 
-        figures += family_figures.draw(net, variant, params, root, paths["dir"], z, device)
+        figures += family_figures.draw(net, variant, params, root, paths["dir"], z, x, device)
     else:
         scatter(x, meta, paths["grid"], title=f"{name}: {len(x)} samples")
         scatter(
