@@ -23,7 +23,7 @@ import yaml
 from genlab.config import load_params
 from genlab.data import load_prepared, prepare_dataset
 from genlab.nets import GAN_ARCHS
-from genlab.train.common import configure_determinism
+from genlab.runtime import configure_determinism
 from genlab.train.loop import train_variant
 
 

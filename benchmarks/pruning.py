@@ -22,7 +22,7 @@ import yaml
 from genlab.config import load_params
 from genlab.data import prepare_dataset
 from genlab.evaluate import fit_evaluator_stage
-from genlab.sweep import run_sweep
+from genlab.sweeps import run_sweep
 
 
 def project(root: Path, args, pruner: dict) -> Path:

@@ -11,13 +11,15 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from genlab.config import VariantCfg
+from genlab.data.stream import BatchStream
+from genlab.families.gan.trainer import GANTrainer
 from genlab.nets import GAN_ARCHS, ArchitectureError
 from genlab.nets.attention import SelfAttention
 from genlab.nets.dcgan import Discriminator, Generator
 from genlab.nets.progressive import ProgressiveDiscriminator, ProgressiveGenerator, growth_state
 from genlab.nets.style import StyleGenerator, adain, modulate, modulated_conv2d, truncate
-from genlab.train.common import EMA, BatchStream, configure_determinism
-from genlab.train.gan import GANTrainer
+from genlab.runtime import configure_determinism
+from genlab.train.ema import EMA
 
 CPU = torch.device("cpu")
 

@@ -26,7 +26,8 @@ IDX_NAMES = {
 
 
 def build(name: str, cfg: dict, seed: int, raw: Path = Path("/nonexistent")):
-    return DATASETS.get(name)(cfg, raw, seed)
+    entry = DATASETS.get(name)
+    return entry.build({**entry.options().model_dump(), **cfg}, raw, seed)
 
 
 # --- registry -----------------------------------------------------------------------------
@@ -132,7 +133,10 @@ def test_prepare_and_load_round_trip(tmp_path: Path) -> None:
     train, test, meta = load_prepared(tmp_path, "ring8")
     ref_train, ref_test, ref_meta = build("ring8", cfg, seed=5)
     assert torch.equal(train["x"], ref_train["x"]) and torch.equal(test["y"], ref_test["y"])
-    assert meta == {**ref_meta, "seed": 5, "config": cfg, "genlab_version": genlab.__version__}
+    full = {**cfg, "radius": 2.0}  # the options' defaults filled in
+    fields = {"x": {"kind": "points"}, "y": {"kind": "class"}}  # the batch schema
+    assert meta == {**ref_meta, "fields": fields, "seed": 5, "config": full,
+                    "genlab_version": genlab.__version__}  # fmt: skip
 
 
 def test_prepare_twice_replaces(tmp_path: Path) -> None:

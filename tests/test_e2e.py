@@ -78,6 +78,7 @@ def project(tmp_path_factory) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     dvc(root, "init", "-q")
     dvc(root, "config", "core.analytics", "false")
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the curves template
     root.joinpath("first_run.log").write_text(dvc(root, "repro"))
     return root
 
@@ -120,7 +121,9 @@ def test_every_declared_output_exists(project):
     shown = dvc(project, "metrics", "show")
     assert "metrics/dcgan_ns.json" in shown and "frechet" in shown
     dvc(project, "plots", "show", "-o", str(project / "dvc_plots"))
-    assert (project / "dvc_plots" / "index.html").is_file()
+    page = (project / "dvc_plots" / "index.html").read_text()
+    for v in ("dcgan_ns", "vae"):  # every variant's curves, found without listing them anywhere
+        assert f"plots/train/{v}.csv" in page, v
 
 
 @pytest.mark.slow

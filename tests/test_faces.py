@@ -13,15 +13,16 @@ import torch
 import torch.nn.functional as F
 
 from genlab.cli import main
-from genlab.config import ConfigError, FacesCfg
+from genlab.config import ConfigError
 from genlab.data import DATASETS, DataUnavailableError, prepare_dataset
+from genlab.data.faces import FacesCfg
 from tests.conftest import write_params
 
 DEFAULTS = FacesCfg().model_dump()  # test_fraction 0.2, size 32, flip true
 
 
 def build(seed: int = 0, **cfg) -> tuple[dict, dict, dict]:
-    return DATASETS.get("faces")({**DEFAULTS, **cfg}, Path("/nonexistent"), seed)
+    return DATASETS.get("faces").build({**DEFAULTS, **cfg}, Path("/nonexistent"), seed)
 
 
 def all_images(size: int) -> torch.Tensor:

@@ -123,7 +123,7 @@ def test_conditional_and_info_gans_train_sample_and_evaluate(digits_root, name):
 
 
 def test_a_conditional_generator_depends_on_the_label():
-    from genlab.nets import build_gan
+    from genlab.families.gan.nets import build as build_gan
 
     for extra in ({"g_condition": "concat", "d_condition": "projection"},
                   {"g_condition": "cbn", "d_condition": "concat"}):  # fmt: skip
@@ -144,7 +144,7 @@ def test_a_conditional_generator_depends_on_the_label():
 
 
 def test_projection_discriminator_is_psi_plus_the_label_projection():
-    from genlab.nets import build_gan
+    from genlab.families.gan.nets import build as build_gan
 
     cfg = _params({"v": _variant({"g_condition": "concat", "d_condition": "projection"})})
     D = build_gan(META, cfg.variant("v"))["D"].eval()
@@ -239,7 +239,8 @@ def test_bad_conditioning_is_refused_with_the_reason(extra, message):
 
 
 def test_conditioning_needs_a_labelled_dataset():
-    from genlab.nets import ArchitectureError, build_gan
+    from genlab.families.gan.nets import build as build_gan
+    from genlab.nets import ArchitectureError
 
     cfg = _params({"v": _variant({"g_condition": "concat", "d_condition": "concat"})}).variant("v")
     with pytest.raises(ArchitectureError, match="labelled dataset"):
@@ -247,7 +248,7 @@ def test_conditioning_needs_a_labelled_dataset():
 
 
 def test_infogan_matched_accuracy_is_invariant_to_relabelling_the_codes():
-    from genlab.evaluate import METRICS, Context
+    from genlab.metrics import METRICS, Context
 
     class Fixed:  # an evaluator whose prediction is the first pixel
         def __call__(self, x):
@@ -260,7 +261,7 @@ def test_infogan_matched_accuracy_is_invariant_to_relabelling_the_codes():
     ctx = Context(samples, {}, {"num_classes": 3}, Fixed(), None, codes=codes)
     from unittest import mock
 
-    with mock.patch("genlab.evaluate.predict", lambda net, x: net(x).argmax(1)):
+    with mock.patch("genlab.metrics.scores.predict", lambda net, x: net(x).argmax(1)):
         out = METRICS.get("info").fn(ctx)
     assert out == {"info_matched_accuracy": 7 / 8}
 
@@ -270,7 +271,7 @@ def test_arithmetic_decodes_mean_a_minus_mean_b_plus_mean_c(tmp_path):
     three samples the evaluator is surest are a, b and c."""
     from unittest import mock
 
-    from genlab import figures
+    from genlab.families import latent as figures
 
     class Net(torch.nn.Module):  # the "image" is the latent itself, 1 x 2 x 2
         latent_dim = 4
@@ -344,7 +345,7 @@ def test_a_conditional_vae_needs_a_labelled_dataset():
 
 def test_spectral_norm_also_normalises_the_projection_embedding():
     """Miyato & Koyama 2018 normalise the class embedding V of the projection D as well."""
-    from genlab.nets import build_gan
+    from genlab.families.gan.nets import build as build_gan
     from genlab.objectives.regularizers import GAN_REGULARIZERS
 
     cfg = _params({"v": _variant({"g_condition": "concat", "d_condition": "projection"})})

@@ -10,12 +10,13 @@ from torch import nn
 
 from genlab.config import validate_params
 from genlab.data import load_prepared
+from genlab.data.stream import BatchStream
+from genlab.families import FAMILIES
 from genlab.nets import GAN_ARCHS, ArchitectureError
 from genlab.nets.base import upsampling_plan
 from genlab.objectives import GAN_LOSSES
 from genlab.objectives.regularizers import GAN_REGULARIZERS
-from genlab.train import FAMILIES
-from genlab.train.common import BatchStream, configure_determinism
+from genlab.runtime import configure_determinism
 from tests.conftest import tiny_params_dict
 
 ARCH_DATASET = {"dcgan": "digits", "dcgan_ae": "digits", "mlp": "ring8", "mlp_ae": "ring8",

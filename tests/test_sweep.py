@@ -17,13 +17,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from genlab import sweep as sw
+from genlab import sweeps as sw
 from genlab import tracking
 from genlab.cli import main
-from genlab.config import ConfigError, load_params, validate_params
+from genlab.config import load_params, validate_params
 from genlab.data import prepare_dataset
+from genlab.errors import ConfigError
 from genlab.evaluate import evaluate_variant, fit_evaluator_stage
 from genlab.sample import sample_variant
+from genlab.sweeps import objective
 from genlab.train.loop import train_variant
 from tests.conftest import free_port, serve_and_fetch, tiny_params_dict, write_params
 
@@ -81,7 +83,7 @@ def project(prepared: Path, tmp_path: Path, raw: dict) -> tuple[Path, Path]:
 
 def study_of(root: Path, params, name: str = "tiny"):
     ctx = sw.Context(params, name, root, f"{name}-{sw.fingerprint(params, name, root)}",
-                     sw.storage_url(params.sweeps[name], name, root))  # fmt: skip
+                     sw.storage_url(sw.study_cfg(params, name), name, root))  # fmt: skip
     return ctx, ctx.open()
 
 
@@ -119,19 +121,49 @@ def study_of(root: Path, params, name: str = "tiny"):
         ({"space": {"loss": {"choices": ["hinge", "energy"]}}},
          "the arm energy x none is not a valid variant"),
         ({"space": {"loss": {"choices": ["hinge", "nope"]}}}, "nope"),
+        ({"pruner": {"name": "x"}},
+         "sweeps.tiny.pruner.name = 'x': allowed: 'none', 'median' or 'hyperband'"),
+        ({"bogus": 1}, "sweeps.tiny.bogus = 1: unknown key; allowed keys: base, bootstrap, grace"),
+        ({"pruner": {"nme": "none"}}, "sweeps.tiny.pruner.nme = 'none': unknown key; allowed keys: "
+                                      "name, reduction_factor"),
+        ({"steps": 0}, "sweeps.tiny.steps = 0: Input should be greater than or equal to 1"),
     ],
 )  # fmt: skip
 def test_bad_studies_are_refused_with_the_key_and_what_is_allowed(change, message):
     raw = sweep_raw()
     raw["sweeps"]["tiny"].update(change)
-    with pytest.raises(ConfigError, match="sweeps") as err:
-        validate_params(raw)
+    params = validate_params(raw)  # params hold the raw study; running or reading it validates
+    with pytest.raises(ConfigError, match=r"^sweeps\.tiny") as err:
+        sw.study_cfg(params, "tiny")
     assert message in str(err.value)
+
+
+def test_params_with_an_invalid_study_load_and_only_the_study_is_refused(tmp_path, capsys):
+    raw = sweep_raw(seeds=[0, 1])  # contains the project seed: an invalid study
+    raw["sweeps"]["other"] = {"base": "nope", "space": {}, "trials": 1}
+    params_file = write_params(tmp_path, raw)
+    params = load_params(params_file)  # what `genlab train` does: studies are not validated
+    assert params.sweeps["tiny"]["seeds"] == [0, 1] and params.variant("vae").family == "vae"
+    with pytest.raises(ConfigError, match=r"^sweeps\.tiny: seeds = \[0, 1\] contains the project"):
+        sw.study_cfg(params, "tiny")
+    with pytest.raises(ConfigError, match="sweeps.other.base = 'nope' is not a variant"):
+        sw.study_cfg(params, "other")
+    with pytest.raises(ConfigError, match="^unknown sweep 'x'; the sweeps in params.yaml") as err:
+        sw.study_cfg(params, "x")
+    assert str(err.value).endswith("are: other, tiny")
+    for command in (["sweep", "tiny"], ["dashboard", "tiny"]):  # refused before anything runs
+        assert main(["--params", str(params_file), *command]) == 2
+        assert "sweeps.tiny: seeds = [0, 1] contains the project seed 0" in capsys.readouterr().err
+    # loading params imports neither the sweeps nor Optuna
+    code = ("import sys; from genlab.config import load_params; "
+            f"load_params({str(params_file)!r}); "
+            "assert not {'genlab.sweeps', 'optuna'} & set(sys.modules), 'imported'")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_a_trial_variant_applies_arm_conditionals_and_optimizer_paths():
     params = validate_params(sweep_raw())
-    cfg, base = params.sweeps["tiny"], params.variants["dcgan_ns"]
+    cfg, base = sw.study_cfg(params, "tiny"), params.variants["dcgan_ns"]
     v = sw.variant_for(base, cfg, {"loss": "wasserstein", "regularizer": "none",
                                    "regularizers.weight_clip.clip": 0.02,
                                    "optimizer.betas.0": 0.0, "optimizer.lr": 5e-4})  # fmt: skip
@@ -154,7 +186,7 @@ def test_a_trial_variant_applies_arm_conditionals_and_optimizer_paths():
 def test_conditional_parameters_are_sampled_only_when_their_condition_holds():
     import optuna
 
-    cfg = validate_params(sweep_raw()).sweeps["tiny"]
+    cfg = sw.study_cfg(validate_params(sweep_raw()), "tiny")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(30):
         values = sw.suggest(study.ask(), cfg)
@@ -218,7 +250,7 @@ def test_tiny_study_counts_states_mlflow_tables_and_resumes(prepared, tmp_path, 
     trials = study.get_trials()
     assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}
     assert sorted(sw.trial_arm(t, ctx) for t in trials) == sorted(
-        sw.arms(params.sweeps["tiny"], params.variants["dcgan_ns"])
+        sw.arms(ctx.sweep, params.variants["dcgan_ns"])
     )  # one trial per arm
     for t in trials:
         assert sorted(t.intermediate_values) == [2, 4]
@@ -321,7 +353,7 @@ def test_an_interrupted_trial_is_requeued_and_the_budget_stays_exact(
 ):
     raw = sweep_raw(trials_per_arm=None, trials=3, seeds=[])
     root, params_file = project(prepared, tmp_path, raw)
-    real, calls = sw.fit_and_score, []
+    real, calls = objective.fit_and_score, []
 
     def interrupt_the_second(*args, **kwargs):
         calls.append(1)
@@ -329,7 +361,7 @@ def test_an_interrupted_trial_is_requeued_and_the_budget_stays_exact(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sw, "fit_and_score", interrupt_the_second)
+    monkeypatch.setattr(objective, "fit_and_score", interrupt_the_second)
     assert main(["--params", str(params_file), "sweep", "tiny"]) == 130
     params = load_params(params_file)
     ctx, study = study_of(root, params)

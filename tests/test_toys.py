@@ -7,7 +7,7 @@ import pytest
 
 from genlab.cli import main
 from genlab.config import ConfigError, validate_params
-from genlab.toys import TOYS
+from genlab.toys import TOYS, toy_cfg
 from tests.conftest import tiny_params_dict, write_params
 
 TINY_MODES2D = {
@@ -21,12 +21,12 @@ TINY_MODES2D = {
 def test_toy_settings_are_validated_with_the_toys_schema():
     raw = tiny_params_dict()
     raw["toys"] = {"modes2d": {"seeds": 0}}
+    params = validate_params(raw)  # train does not read toys: they are validated when run
     with pytest.raises(ConfigError, match=r"toys\.modes2d.*seeds = 0.*greater than or equal to 1"):
-        validate_params(raw)
-    raw["toys"] = {"mode2d": {}}
+        toy_cfg(params, "modes2d")
     with pytest.raises(ConfigError, match=r"unknown toy 'mode2d'; allowed: .*modes2d"):
-        validate_params(raw)
-    assert validate_params(tiny_params_dict()).toy_cfg("modes2d").seeds == 3  # the default
+        toy_cfg(params, "mode2d")
+    assert toy_cfg(validate_params(tiny_params_dict()), "modes2d").seeds == 3  # the default
 
 
 def test_modes2d_through_the_cli(tmp_path, capsys):

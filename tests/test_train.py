@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from genlab.config import validate_params
+from genlab.errors import TrainingDiverged
+from genlab.paths import Paths
 from genlab.train.checkpoint import CheckpointError, load_model
-from genlab.train.common import TrainingDiverged
-from genlab.train.loop import train_variant, variant_paths
+from genlab.train.loop import train_variant
 from tests.conftest import tiny_params_dict
 
 
@@ -35,7 +36,7 @@ def assert_identical(a, b):
 
 
 def load_state(root, name):
-    return torch.load(variant_paths(root, name)["state"], weights_only=True)
+    return torch.load(Paths(root).state(name), weights_only=True)
 
 
 def params_with(**variant_overrides):
@@ -70,8 +71,8 @@ def test_resume_is_bit_exact(tiny_project, name):
     params = params_with(ema=0.9, d_steps=2)
     train_variant(params, name, root)
     straight = load_state(root, name)
-    straight_rows = read_csv(variant_paths(root, name)["csv"])
-    straight_model = torch.load(variant_paths(root, name)["model"], weights_only=True)
+    straight_rows = read_csv(Paths(root).train_csv(name))
+    straight_model = torch.load(Paths(root).model(name), weights_only=True)
     shutil.rmtree(root / "models" / name)
 
     train_variant(params_with(ema=0.9, d_steps=2, steps=2), name, root)
@@ -80,10 +81,10 @@ def test_resume_is_bit_exact(tiny_project, name):
     resumed = load_state(root, name)
     assert_identical(straight, resumed)
     assert_identical(
-        straight_model["state_dict"],
-        torch.load(variant_paths(root, name)["model"], weights_only=True)["state_dict"],
+        straight_model["modules"],
+        torch.load(Paths(root).model(name), weights_only=True)["modules"],
     )
-    rows = read_csv(variant_paths(root, name)["csv"])
+    rows = read_csv(Paths(root).train_csv(name))
     assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
     for a, b in zip(rows, straight_rows, strict=True):
         assert {k: v for k, v in a.items() if k != "seconds"} == {
@@ -105,17 +106,17 @@ def test_ema_weights_go_into_model_pt(tiny_project):
     root, _ = tiny_project
     train_variant(params_with(ema=0.5), "dcgan_ns", root)
     state = load_state(root, "dcgan_ns")
-    model = torch.load(variant_paths(root, "dcgan_ns")["model"], weights_only=True)
-    assert_identical(model["state_dict"], state["ema"])
+    model = torch.load(Paths(root).model("dcgan_ns"), weights_only=True)
+    assert_identical(model["modules"]["G"], state["ema"])
     assert any(not torch.equal(state["ema"][k], v) for k, v in state["nets"]["G"].items())
-    net, ckpt = load_model(variant_paths(root, "dcgan_ns")["model"])
+    net, ckpt = load_model(Paths(root).model("dcgan_ns"))
     assert ckpt["config"]["ema"] == 0.5 and not net.training
 
 
 def test_statistics_csv_has_every_step_and_column(tiny_project):
     root, params = tiny_project
     train_variant(params, "dcgan_ns", root)
-    rows = read_csv(variant_paths(root, "dcgan_ns")["csv"])
+    rows = read_csv(Paths(root).train_csv("dcgan_ns"))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert list(rows[0]) == ["step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d",
                              "grad_norm_g", "seconds"]  # fmt: skip
@@ -125,7 +126,7 @@ def test_statistics_csv_has_every_step_and_column(tiny_project):
 
 def test_nan_stops_the_run_and_marks_mlflow_failed(tiny_project, monkeypatch):
     from genlab import tracking
-    from genlab.train.gan import GANTrainer
+    from genlab.families.gan.trainer import GANTrainer
 
     root, _ = tiny_project
     raw = tiny_params_dict(tracking=True)
@@ -144,4 +145,4 @@ def test_nan_stops_the_run_and_marks_mlflow_failed(tiny_project, monkeypatch):
     (run,) = tracking.runs(params.tracking, root)
     assert run.info.status == "FAILED"
     assert "diverged at step 3" in run.data.tags["failure"]
-    assert not variant_paths(root, "dcgan_ns")["model"].exists()
+    assert not Paths(root).model("dcgan_ns").exists()

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from genlab.config import ConfigError, validate_params
+from genlab.families.vqvae.trainer import VQVAETrainer
 from genlab.nets.vqvae import (
     VQ_LOSSES,
     VQVAE,
@@ -22,9 +23,9 @@ from genlab.nets.vqvae import (
     inverse_cdf_sample,
     normal_cdf,
 )
+from genlab.paths import Paths
 from genlab.train.checkpoint import CheckpointError, load_model
-from genlab.train.loop import train_variant, variant_paths
-from genlab.train.vqvae import VQVAETrainer
+from genlab.train.loop import train_variant
 from tests.conftest import tiny_params_dict
 
 META = {"name": "x", "kind": "image", "shape": [1, 8, 8], "num_classes": 10}
@@ -290,7 +291,8 @@ def test_interrupted_run_resumes_bit_exactly(tiny_project, monkeypatch):
                               "steps": 6, "prior_steps": 2, "restart_every": 2,
                               "checkpoint_every": 3}}  # fmt: skip
     params = validate_params(raw)
-    paths = variant_paths(root, "vq")
+    p = Paths(root)
+    paths = {"state": p.state("vq"), "model": p.model("vq"), "csv": p.train_csv("vq")}
     train_variant(params, "vq", root)
     straight = torch.load(paths["state"], weights_only=True)
     straight_model = torch.load(paths["model"], weights_only=True)
@@ -317,8 +319,8 @@ def test_interrupted_run_resumes_bit_exactly(tiny_project, monkeypatch):
     for part in ("nets", "optimizers", "trainer", "batches", "rng"):
         assert_identical(straight[part], resumed[part])
     assert resumed["trainer"]["step"] == 6 and resumed["trainer"]["usage"].sum() >= 0
-    assert_identical(straight_model["state_dict"],
-                     torch.load(paths["model"], weights_only=True)["state_dict"])  # fmt: skip
+    assert_identical(straight_model["modules"]["vae"],
+                     torch.load(paths["model"], weights_only=True)["modules"]["vae"])  # fmt: skip
     assert torch.equal(load_model(paths["model"])[0](z, y), straight_x)
     rows = [{k: v for k, v in r.items() if k != "seconds"} for r in _csv(paths["csv"].read_text())]
     assert rows == [{k: v for k, v in r.items() if k != "seconds"} for r in _csv(straight_csv)]

@@ -84,14 +84,13 @@ def run(args: argparse.Namespace) -> None:
 
         print(f"evaluated {args.variant}: {evaluate_variant(params, args.variant, root)}")
     elif args.command == "toy":
-        from genlab.toys import TOYS
+        from genlab.paths import Paths
+        from genlab.toys import TOYS, toy_cfg
 
-        table = TOYS.get(args.name).run(
-            params.toy_cfg(args.name), params.seed, root / "reports/toys"
-        )
+        table = TOYS.get(args.name).run(toy_cfg(params, args.name), params.seed, Paths(root).toys)
         print(table.to_string(max_rows=40))
     elif args.command == "sweep":
-        from genlab.sweep import run_sweep
+        from genlab.sweeps import run_sweep
 
         out = run_sweep(
             params, args.study, root, workers=args.workers,
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"sweep {args.study}: {out['counts']}; tables in {out['dir']}")
         print(out["table_frame"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     elif args.command == "dashboard":
-        from genlab.sweep import dashboard_command
+        from genlab.sweeps import dashboard_command
 
         cmd = dashboard_command(params, args.study, root, args.port)
         exe = Path(sys.executable).with_name("optuna-dashboard")
@@ -120,20 +119,9 @@ def run(args: argparse.Namespace) -> None:
 
 def usage_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (exit 2), not a failed computation."""
-    from genlab.config import ConfigError
-    from genlab.data import DataUnavailableError
-    from genlab.nets import ArchitectureError
-    from genlab.registry import UnknownNameError
-    from genlab.train.checkpoint import CheckpointError
+    from genlab.errors import USAGE_ERRORS
 
-    return (
-        ConfigError,
-        UnknownNameError,
-        DataUnavailableError,
-        ArchitectureError,
-        CheckpointError,
-        FileNotFoundError,
-    )
+    return USAGE_ERRORS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print("genlab: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - sorted into bad input (2) and failures (1) below
-        from genlab.sweep import SweepFailed
-        from genlab.train.common import TrainingDiverged
+        from genlab.errors import SweepFailed, TrainingDiverged
 
         if isinstance(e, TrainingDiverged):
             print(f"genlab: training failed: {e}", file=sys.stderr)

@@ -3,7 +3,8 @@
 Every knob lives in params.yaml. Validation happens once, here: unknown keys, wrong types,
 out-of-range values and unknown names (dataset, family, arch, loss, metric, optimizer) stop the
 command with one message naming the key, the value and what is allowed. Each variant is the
-shared ``train`` section deep-merged with the variant's own keys.
+shared ``train`` section deep-merged with the variant's own keys. Optuna studies (``sweeps``) are
+kept as raw settings here and validated by ``genlab.sweeps.study_cfg`` when a study is run.
 """
 
 from __future__ import annotations
@@ -17,23 +18,26 @@ from typing import Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from genlab.data import DATASETS
+from genlab.errors import ConfigError
+from genlab.families import FAMILIES
+from genlab.metrics import METRICS
+from genlab.objectives.fgan import DIVERGENCES
+from genlab.options import Options
 from genlab.registry import Registry
 
-
-class ConfigError(ValueError):
-    """Bad params: the message names the key, the value and what is allowed."""
+__all__ = ["ConfigError", "Params", "VariantCfg", "load_params", "validate_params"]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+Strict = Options  # every params section is strict and frozen
 
 
 def _check_name(registry: Registry, name: str) -> str:
@@ -42,43 +46,17 @@ def _check_name(registry: Registry, name: str) -> str:
 
 
 # ---------------------------------------------------------------- data
-class DigitsCfg(Strict):
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+def data_model() -> type[BaseModel]:
+    """``data``: one optional entry per registered dataset, typed by the dataset's own options
+    (``dvc.yaml`` loops over the keys given)."""
+    names = tuple(DATASETS.registered())
+    if _DATA_MODEL.get("names") != names:
+        fields = {n: (DATASETS.get(n).options | None, None) for n in names}
+        _DATA_MODEL.update(names=names, model=create_model("DataCfg", __base__=Strict, **fields))
+    return _DATA_MODEL["model"]
 
 
-class Ring8Cfg(Strict):
-    n: int = Field(20000, ge=16)
-    n_test: int = Field(5000, ge=16)
-    std: float = Field(0.02, gt=0)
-    radius: float = Field(2.0, gt=0)
-
-
-class Grid25Cfg(Strict):
-    n: int = Field(20000, ge=25)
-    n_test: int = Field(5000, ge=25)
-    std: float = Field(0.05, gt=0)
-
-
-class FacesCfg(Strict):
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    size: int = Field(32, ge=8)  # side the 25x25 images are resized to
-    flip: bool = True  # add every training image mirrored left-right
-
-
-class TorchvisionCfg(Strict):
-    download: bool = False
-    limit: int | None = Field(None, ge=1)
-
-
-class DataCfg(Strict):
-    """One entry per dataset the pipeline prepares (``dvc.yaml`` loops over these keys)."""
-
-    digits: DigitsCfg | None = None
-    ring8: Ring8Cfg | None = None
-    grid25: Grid25Cfg | None = None
-    faces: FacesCfg | None = None
-    mnist: TorchvisionCfg | None = None
-    fashion_mnist: TorchvisionCfg | None = None
+_DATA_MODEL: dict[str, Any] = {}
 
 
 # ---------------------------------------------------------------- training
@@ -107,7 +85,7 @@ class VariantCfg(Strict):
     """One trained variant. Keys not given here come from the shared ``train`` section."""
 
     dataset: str
-    family: Literal["gan", "vae", "vqvae"]
+    family: str  # a registered family (genlab.families)
     arch: str
     loss: str | None = Field(None, validate_default=True)  # None: the family default
     latent_dim: int = Field(64, ge=1)
@@ -152,23 +130,22 @@ class VariantCfg(Strict):
     @field_validator("dataset")
     @classmethod
     def _dataset_known(cls, v: str) -> str:
-        from genlab.data import DATASETS
-
         return _check_name(DATASETS, v)
+
+    @field_validator("family")
+    @classmethod
+    def _family_known(cls, v: str) -> str:
+        return _check_name(FAMILIES, v)
 
     @field_validator("divergence")
     @classmethod
     def _divergence_known(cls, v: str) -> str:
-        from genlab.objectives.fgan import DIVERGENCES
-
         return _check_name(DIVERGENCES, v)
 
     @field_validator("arch", "loss", "regularizers")
     @classmethod
     def _names_fit_family(cls, v: Any, info: ValidationInfo) -> Any:
         """arch, loss and regularisers are looked up in the registries of the variant's family."""
-        from genlab.train import FAMILIES
-
         if "family" not in info.data:  # the family itself is invalid and reported already
             return v
         family = FAMILIES.get(info.data["family"])
@@ -302,8 +279,6 @@ class EvaluateCfg(Strict):
     @field_validator("metrics")
     @classmethod
     def _metrics_known(cls, v: list[str]) -> list[str]:
-        from genlab.evaluate import METRICS
-
         return [_check_name(METRICS, m) for m in v]
 
 
@@ -319,140 +294,20 @@ class TrackingCfg(Strict):
     experiment: str = "genlab"
 
 
-# ---------------------------------------------------------------- sweeps
-ARM_KEYS = ("loss", "regularizer")  # the categorical choices whose product forms the arms
-FIXED_IN_SWEEPS = ("dataset", "family", "steps", "log_every", "checkpoint_every")
-
-
-class SearchParam(Strict):
-    """One dimension of a search space: ``choices`` (categorical) or ``low``..``high``
-    (float, or int with ``int: true``; ``log: true`` samples log-uniformly). ``when`` makes it
-    conditional: it is sampled only when every named earlier key took one of the listed values."""
-
-    choices: list[Any] | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    int: bool = False
-    when: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> SearchParam:
-        ranged = self.low is not None or self.high is not None
-        if (self.choices is None) == (not ranged):
-            raise ValueError("give either choices: [...] or low and high")
-        if self.choices is not None:
-            if not self.choices:
-                raise ValueError("choices must not be empty")
-            if self.log or self.int:
-                raise ValueError("log and int apply to ranges (low, high), not to choices")
-        elif self.low is None or self.high is None or not self.low < self.high:
-            raise ValueError(f"need low < high; got low = {self.low}, high = {self.high}")
-        elif self.log and self.low <= 0:
-            raise ValueError(f"log: true needs low > 0; got low = {self.low}")
-        return self
-
-    def allowed(self, key: str) -> list[Any]:
-        """The values a condition on this parameter may name."""
-        if self.choices is None:
-            raise ValueError(
-                f"a condition can only name a parameter with choices; {key!r} is a range"
-            )
-        return self.choices
-
-
-class PrunerCfg(Strict):
-    name: Literal["none", "median", "hyperband"] = "median"
-    startup_trials: int = Field(3, ge=0)  # median: trials that finish before any is pruned
-    warmup_steps: int = Field(0, ge=0)  # median: steps before a trial may be pruned
-    reduction_factor: int = Field(3, ge=2)  # hyperband: keep 1/reduction_factor per rung
-
-
-class SweepCfg(Strict):
-    """An Optuna study over a base variant. See README "Sweeps"."""
-
-    base: str  # a variant in ``variants``: everything the space does not set
-    space: dict[str, SearchParam]  # keys: loss, regularizer, or a variant key path (optimizer.lr)
-    sampler: Literal["random", "tpe"] = "random"  # random: budget-fair; tpe: to find the best
-    trials: int | None = Field(None, ge=1)  # trials in total, or ...
-    trials_per_arm: int | None = Field(None, ge=1)  # ... exactly this many per arm
-    steps: int = Field(500, ge=1)  # generator steps per trial
-    report_every: int = Field(100, ge=1)  # the objective is reported (and pruned on) every k steps
-    pruner: PrunerCfg = PrunerCfg()
-    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3])  # re-measure each arm's best
-    objectives: list[Literal["frechet", "kid", "seconds"]] = Field(
-        default_factory=lambda: ["frechet"], min_length=1, max_length=2
-    )
-    storage: str | None = None  # Optuna storage URL; None: sqlite in reports/sweeps/<study>/
-    workers: int = Field(1, ge=1)  # processes when `genlab sweep` gets no --workers
-    heartbeat: int = Field(10, ge=1)  # seconds between a running trial's heartbeats
-    grace: int = Field(60, ge=1)  # a trial silent this long is failed and retried
-    max_retry: int = Field(2, ge=0)  # retries of a trial whose worker died
-    bootstrap: int = Field(10000, ge=100)  # resamples of the 95% interval over seeds
-
-    @model_validator(mode="after")
-    def _consistent(self) -> SweepCfg:
-        seen: dict[str, SearchParam] = {}
-        for key, dim in self.space.items():
-            head = key.split(".")[0]
-            if key == "regularizer" or key == "loss":
-                if dim.choices is None:
-                    raise ValueError(f"space.{key} must list choices")
-            elif head in FIXED_IN_SWEEPS:
-                raise ValueError(
-                    f"space.{key}: {head} is fixed by the study (base variant or sweep steps)"
-                )
-            elif head not in VariantCfg.model_fields:
-                raise ValueError(
-                    f"space.{key}: {head!r} is not a variant key; allowed: loss, regularizer, "
-                    + ", ".join(sorted(set(VariantCfg.model_fields) - set(FIXED_IN_SWEEPS)))
-                )
-            for other, values in dim.when.items():
-                if other not in seen:
-                    raise ValueError(
-                        f"space.{key}.when names {other!r}, which is not an earlier key of space"
-                    )
-                allowed = seen[other].allowed(other)
-                for value in values if isinstance(values, list) else [values]:
-                    if value not in allowed:
-                        raise ValueError(
-                            f"space.{key}.when: {other} = {value!r} is not among its choices "
-                            f"{allowed}"
-                        )
-            seen[key] = dim
-        if (self.trials is None) == (self.trials_per_arm is None):
-            raise ValueError("give exactly one of trials (in total) and trials_per_arm")
-        if self.trials_per_arm is not None and not any(k in self.space for k in ARM_KEYS):
-            raise ValueError("trials_per_arm needs loss or regularizer in space")
-        if self.objectives[0] == "seconds" or len(set(self.objectives)) < len(self.objectives):
-            raise ValueError(
-                f"objectives = {self.objectives}: the first must be frechet or kid, "
-                "optionally followed by seconds"
-            )
-        if len(self.objectives) > 1 and self.pruner.name != "none":
-            raise ValueError(
-                "a study with two objectives cannot prune (Optuna prunes single-objective "
-                f"studies only); set pruner.name: none or objectives: [{self.objectives[0]}]"
-            )
-        if self.report_every > self.steps:
-            raise ValueError(f"report_every = {self.report_every} exceeds steps = {self.steps}")
-        if len(set(self.seeds)) < len(self.seeds):
-            raise ValueError(f"seeds = {self.seeds} repeat a seed")
-        return self
-
-
 class Params(Strict):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     tracking: TrackingCfg = TrackingCfg()
-    data: DataCfg = DataCfg()
+    data: Any = None  # validated by data_model() (the registered datasets' options)
     train: dict[str, Any] = Field(default_factory=dict)
     variants: dict[str, VariantCfg] = Field(default_factory=dict)
     sample: SampleCfg = SampleCfg()
     evaluate: EvaluateCfg = EvaluateCfg()
     evaluator: EvaluatorCfg = EvaluatorCfg()
-    toys: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> the toy's settings
-    sweeps: dict[str, SweepCfg] = Field(default_factory=dict)  # Optuna studies by name
+    # name -> the toy's settings, validated by genlab.toys.toy_cfg when the toy runs
+    toys: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    # study name -> its raw settings, validated by genlab.sweeps.study_cfg when a study runs
+    sweeps: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -467,35 +322,6 @@ class Params(Strict):
                 }
         return raw
 
-    @field_validator("toys")
-    @classmethod
-    def _toys_known(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from genlab.toys import TOYS
-
-        for name, settings in v.items():
-            config = TOYS.get(name).config
-            try:
-                config.model_validate(settings or {})
-            except ValidationError as e:
-                raise ValueError(format_errors(e, f"toys.{name}").replace("\n", ";")) from None
-        return v
-
-    @model_validator(mode="after")
-    def _sweeps_fit_variants(self) -> Params:
-        """Every study's base is a variant and every arm of its space makes a valid variant."""
-        from genlab.sweep import check_study  # the one place that turns a space into variants
-
-        for name, sweep in self.sweeps.items():
-            if sweep.base not in self.variants:
-                raise ValueError(
-                    f"sweeps.{name}.base = {sweep.base!r} is not a variant; the variants are: "
-                    f"{', '.join(sorted(self.variants)) or '(none)'}"
-                )
-            errors = check_study(self.variants[sweep.base], sweep, self.seed)
-            if errors:
-                raise ValueError(f"sweeps.{name}: " + f"; sweeps.{name}: ".join(errors))
-        return self
-
     @field_validator("train")
     @classmethod
     def _train_keys_known(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -507,21 +333,17 @@ class Params(Strict):
             )
         return v
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_entries(cls, v: Any) -> Any:
+        return data_model().model_validate(v if v is not None else {})
+
     def dataset_cfg(self, name: str) -> dict[str, Any]:
         """The validated config of dataset ``name`` with defaults filled in."""
-        fields = DataCfg.model_fields
-        if name not in fields:
-            raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(sorted(fields))}")
-        cfg = getattr(self.data, name) or _unwrap_optional(fields[name].annotation)()
+        if name not in DATASETS:
+            raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS.names())}")
+        cfg = getattr(self.data, name, None) or DATASETS.get(name).options()
         return cfg.model_dump()
-
-    def toy_cfg(self, name: str):
-        """The validated settings of toy ``name`` (the paper's defaults where params are silent)."""
-        from genlab.toys import TOYS
-
-        if name not in TOYS:
-            raise ConfigError(f"unknown toy {name!r}; allowed: {', '.join(TOYS.names())}")
-        return TOYS.get(name).config.model_validate(self.toys.get(name) or {})
 
     def variant(self, name: str) -> VariantCfg:
         try:
@@ -590,13 +412,21 @@ def validate_params(raw: dict, source: str = "params") -> Params:
         raise ConfigError(format_errors(e, source)) from None
 
 
-def format_errors(error: ValidationError, source: str) -> str:
+def format_errors(
+    error: ValidationError,
+    source: str,
+    model: type[BaseModel] | None = None,
+    prefix: tuple[str, ...] = (),
+) -> str:
+    """One line per error: the params key, the value and what is allowed. ``model``: the schema
+    that was validated (default Params); ``prefix``: the params keys above it, for a part of params
+    validated on its own (``("sweeps", name)`` with ``SweepCfg``)."""
     lines = [f"{source}: invalid params"]
     for err in error.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        key = ".".join(str(p) for p in (*prefix, *err["loc"]))
         value = err.get("input")
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(err["loc"][:-1])
+            allowed = _allowed_keys(err["loc"][:-1], model or Params)
             msg = f"unknown key; allowed keys: {', '.join(allowed)}" if allowed else "unknown key"
         else:
             msg = err["msg"].removeprefix("Value error, ")
@@ -607,14 +437,17 @@ def format_errors(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    """Field names of the model found by following ``loc`` through the schema."""
-    model: Any = Params
+def _allowed_keys(loc: tuple, model: Any) -> list[str]:
+    """Field names of the model found by following ``loc`` through the schema from ``model``."""
     for part in loc:
         if isinstance(model, type) and issubclass(model, BaseModel):
             if part not in model.model_fields:
                 return []
-            model = model.model_fields[part].annotation
+            model = (
+                data_model()
+                if (model, part) == (Params, "data")
+                else (model.model_fields[part].annotation)
+            )
         elif typing.get_origin(model) is dict:
             model = typing.get_args(model)[1]
         else:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from genlab.errors import UnknownNameError
+
+__all__ = ["Registry", "UnknownNameError"]
+
 T = TypeVar("T", bound=Callable[..., Any])
-
-
-class UnknownNameError(ValueError):
-    """A params name that no registry knows; the message lists the valid names."""
 
 
 class Registry(Generic[T]):
@@ -46,6 +46,14 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def registered(self) -> list[str]:
+        """The names in the order they were registered."""
+        return list(self._items)
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests that register a component of their own clean up with it)."""
+        del self._items[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure  # Agg canvas, no pyplot state: safe headless and threaded
 
+from genlab.drawing import training_curves_figure
+from genlab.families import FAMILIES
 from genlab.io import atomic_path, write_text
+from genlab.paths import Paths
 
 DESCRIPTIVE = ["variant", "dataset", "family", "loss", "regularizers", "steps", "train_seconds"]
 LEGEND = {
@@ -62,34 +64,6 @@ def _copy(src: Path, dst: Path) -> Path:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
     return dst
-
-
-def training_curves_figure(csv_path: Path, png_path: Path, title: str = "") -> Path:
-    """Plot every statistic column of a training CSV against step (raw + rolling mean) as a PNG."""
-    df = pd.read_csv(csv_path)
-    x = df["step"] if "step" in df else pd.Series(range(len(df)))
-    stats = df.drop(columns=["step", "seconds"], errors="ignore").select_dtypes("number")
-    window = max(1, len(df) // 50)
-    ncols = max(1, min(3, stats.shape[1]))
-    nrows = max(1, math.ceil(stats.shape[1] / ncols))
-    fig = Figure(figsize=(3.2 * ncols, 2.4 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    marker = "o" if len(df) == 1 else None
-    for ax, name in zip(axes, stats.columns, strict=False):
-        ax.plot(x, stats[name], lw=0.6, alpha=0.35, color="C0", marker=marker)
-        ax.plot(x, stats[name].rolling(window, min_periods=1).mean(), lw=1.2, color="C0")
-        ax.set_title(name, fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes[stats.shape[1] :]:
-        ax.set_axis_off()
-    if stats.empty:
-        axes[0].text(0.5, 0.5, "no statistics logged", ha="center", va="center")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    with atomic_path(Path(png_path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return Path(png_path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -148,7 +122,7 @@ def _comparison(
     accuracy: dict[str, float | None] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
     for v, cfg in variants.items():
-        metrics_path = root / "metrics" / f"{v}.json"
+        metrics_path = Paths(root).metrics(v)
         if not metrics_path.is_file():
             raise FileNotFoundError(
                 f"no metrics for variant {v!r}: {metrics_path} is missing; "
@@ -156,7 +130,7 @@ def _comparison(
             )
         ds = cfg["dataset"]
         if ds not in groups:
-            ev_path = root / "metrics" / "evaluator" / f"{ds}.json"
+            ev_path = Paths(root).evaluator_metrics(ds)
             ev = _read_json(ev_path) if ev_path.is_file() else {}
             accuracy[ds] = ev.get("test_accuracy")
             floor = {"variant": f"real-vs-real ({ds})", "dataset": ds, "family": "floor"}
@@ -170,7 +144,7 @@ def _comparison(
                 "loss": cfg["loss"],
                 "regularizers": _regularizers(cfg.get("regularizers")),
                 "steps": cfg["steps"],
-                "train_seconds": _train_seconds(root / "plots" / "train" / f"{v}.csv"),
+                "train_seconds": _train_seconds(Paths(root).train_csv(v)),
             }
         )
     rows = [row for group in groups.values() for row in group]
@@ -195,40 +169,20 @@ FIGURES = {  # samples/<variant>/<kind>.png -> caption (genlab.figures explains 
     "arithmetic": "vector arithmetic: rows a, b, c (3 samples + mean latent); "
     "row 4: a - b + c and 3 noisy neighbours",
 }
-SECTIONS = {  # report section -> what its figures and columns show
-    "Losses and regularisers": "Unconditional GANs on the same DCGAN (or MLP for 2-D points), "
-    "differing in loss and regulariser.",
-    "Conditional GANs": "The label enters G and D (concatenation, embedding, conditional batch "
-    "norm, projection discriminator). `conditional_accuracy`: the evaluator recognises the "
-    "requested class; `intra_frechet`: Fréchet distance per class, averaged.",
-    "InfoGAN": "Categorical and continuous codes with the mutual-information bound. "
-    "`info_matched_accuracy`: the categorical code as a digit classifier after the best one-to-one "
-    "matching; traversal_c<j>: continuous code j from -1 to 1 along each row, one row per "
-    "categorical value.",
-    "Style-based, progressive and self-attention generators": "Mapping network, learned constant "
-    "input, AdaIN or weight demodulation, per-layer noise and style mixing; progressive growing "
-    "with fade-in; SAGAN self-attention; truncation trick.",
-    "VAE family": "VAE, beta-VAE and conditional VAE: ELBO and importance-sampled test NLL, "
-    "latent traversals and image editing.",
-    "VQ-VAE with an autoregressive prior": "Discrete codes (codebook, commitment, straight-through "
-    "gradient, dead-code restart) and a small causal transformer prior over the code grid, "
-    "conditioned on the class as DALL-E conditions on text; samples are drawn from the prior.",
-}
+
+
+def sections() -> dict[str, str]:
+    """Report section -> what its figures and columns show, as each family declares them (in the
+    order the families are registered)."""
+    out: dict[str, str] = {}
+    for name in FAMILIES.registered():
+        out.update(FAMILIES.get(name).sections)
+    return out
 
 
 def section_of(cfg: dict) -> str:
-    """The report section of a variant (its model family as the lecture notes group them)."""
-    if cfg["family"] == "vqvae":
-        return "VQ-VAE with an autoregressive prior"
-    if cfg["family"] == "vae":
-        return "VAE family"
-    if cfg.get("g_condition", "none") != "none":
-        return "Conditional GANs"
-    if cfg.get("info_categorical", 0) or cfg.get("info_continuous", 0):
-        return "InfoGAN"
-    if cfg.get("arch") in ("style", "progressive") or cfg.get("attention", 0):
-        return "Style-based, progressive and self-attention generators"
-    return "Losses and regularisers"
+    """The report section of a variant: its family decides (the lecture notes' grouping)."""
+    return FAMILIES.get(cfg["family"]).section_of(cfg)
 
 
 def _figures(root: Path, variants: dict[str, dict]) -> dict[str, dict[str, str]]:
@@ -237,11 +191,11 @@ def _figures(root: Path, variants: dict[str, dict]) -> dict[str, dict[str, str]]
     figures: dict[str, dict[str, str]] = {}
     for v in variants:
         figures[v] = {}
-        csv_path = root / "plots" / "train" / f"{v}.csv"
+        csv_path = Paths(root).train_csv(v)
         if csv_path.is_file():
             training_curves_figure(csv_path, out_dir / f"{v}_curves.png", title=v)
             figures[v]["curves"] = f"figures/{v}_curves.png"
-        pngs = sorted((root / "samples" / v).glob("*.png"))
+        pngs = sorted(Paths(root).samples_dir(v).glob("*.png"))
         order = list(FIGURES)
         for src in sorted(pngs, key=lambda p: (order.index(p.stem) if p.stem in order else 99,
                                                 p.stem)):  # fmt: skip
@@ -276,7 +230,7 @@ def _readme(
     lines += ["", "## Comparison", "", _markdown_table(table), "", "### Legend", ""]
     lines.append("- real-vs-real rows: the same metrics for the train split vs the test split.")
     lines += [f"- `{c}`: {LEGEND[c]}" for c in table.columns if c in LEGEND]
-    for section, blurb in SECTIONS.items():
+    for section, blurb in sections().items():
         members = [v for v, cfg in variants.items() if section_of(cfg) == section]
         if not members:
             continue
@@ -311,7 +265,7 @@ def _html(
         f"<p>Evaluator test accuracy: {acc}</p>",
         table.to_html(index=False, border=0, classes="comparison"),
     ]
-    for section, blurb in SECTIONS.items():
+    for section, blurb in sections().items():
         members = [v for v, cfg in variants.items() if section_of(cfg) == section]
         if members:
             parts += [f"<h2>{esc(section)}</h2>", f"<p>{esc(blurb)}</p>"]
@@ -333,7 +287,7 @@ Section = list[tuple[str, list[tuple[str, pd.DataFrame]], str | None]]  # name, 
 def _toys(root: Path) -> Section:
     """(name, [table], relative png path or None) of every reports/toys/<name>.csv."""
     toys = []
-    for csv_path in sorted((root / "reports" / "toys").glob("*.csv")):
+    for csv_path in sorted(Paths(root).toys.glob("*.csv")):
         png = csv_path.with_suffix(".png")
         table = pd.read_csv(csv_path).map(_fmt)
         toys.append((csv_path.stem, [("", table)], f"toys/{png.name}" if png.exists() else None))
@@ -344,7 +298,7 @@ def _sweeps(root: Path, names: list[str]) -> Section:
     """Per study with tables: the per-arm table and the parameter importances."""
     out = []
     for name in names:
-        d = root / "reports" / "sweeps" / name
+        d = Paths(root).study_dir(name)
         if not (d / "table.csv").is_file():
             continue
         tables = [

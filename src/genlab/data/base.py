@@ -7,35 +7,68 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from genlab.errors import DataUnavailableError
+from genlab.options import Options
+from genlab.paths import Paths
 from genlab.registry import Registry
 
-Split = dict[str, torch.Tensor]  # {"x": inputs, "y": int64 labels}
+Split = dict[str, torch.Tensor]  # field -> tensor, e.g. {"x": inputs, "y": int64 labels}
 Builder = Callable[[dict[str, Any], Path, int], tuple[Split, Split, dict[str, Any]]]
 
-DATASETS: Registry[Builder] = Registry("dataset")
+# The kinds a field may declare in meta["fields"]; metrics, figures and samplers choose by them.
+FIELD_KINDS = ("image", "points", "class", "tokens", "lengths")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset: its builder ``(options as dict, raw_dir, seed) -> (train, test,
+    meta)``, its options (defaults in one place), and its batch schema: field -> {"kind": one of
+    FIELD_KINDS, optionally "domain": the fields drawn together (unpaired data)}."""
+
+    build: Builder
+    options: type[Options]
+    fields: dict[str, dict[str, Any]]
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
+
+
+def dataset(name: str, *, options: type[Options], fields: dict[str, dict[str, Any]]):
+    """Register the decorated builder as dataset ``name``."""
+    for field, spec in fields.items():
+        if spec.get("kind") not in FIELD_KINDS:
+            raise ValueError(f"dataset {name!r}: field {field!r} has kind {spec.get('kind')!r}; "
+                             f"allowed: {', '.join(FIELD_KINDS)}")  # fmt: skip
+
+    def decorator(fn: Builder) -> Builder:
+        DATASETS.register(name)(Dataset(fn, options, fields))
+        return fn
+
+    return decorator
+
+
 FILES = ("train.pt", "test.pt", "meta.json")
-
-
-class DataUnavailableError(RuntimeError):
-    """Raw or prepared data is missing; the message says where it belongs and how to get it."""
 
 
 def prepared_dir(root: Path, name: str) -> Path:
     """Folder holding the prepared dataset `name` under project `root`."""
-    return Path(root) / "data" / "prepared" / name
+    return Paths(root).prepared(name)
 
 
 def prepare_dataset(name: str, cfg: dict[str, Any], root: Path, seed: int) -> Path:
     """Build `name` and atomically write root/data/prepared/<name>/{train.pt,test.pt,meta.json}."""
-    builder = DATASETS.get(name)
+    entry = DATASETS.get(name)
+    cfg = {**entry.options().model_dump(), **cfg}  # defaults filled in (validated at params load)
     root = Path(root)
-    train, test, meta = builder(dict(cfg), root / "data" / "raw", seed)
-    meta = {**meta, "seed": seed, "config": dict(cfg), "genlab_version": _version()}
+    train, test, meta = entry.build(cfg, Paths(root).raw, seed)
+    meta = {**meta, "fields": entry.fields, "seed": seed, "config": cfg,
+            "genlab_version": _version()}  # fmt: skip
     meta_text = json.dumps(meta, indent=2, sort_keys=True) + "\n"  # fail before touching disk
 
     target = prepared_dir(root, name)

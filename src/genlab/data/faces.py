@@ -8,9 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from genlab.config import ConfigError
-from genlab.data.base import DATASETS, DataUnavailableError, Split
+from genlab.data.base import Split, dataset
+from genlab.errors import ArchitectureError, ConfigError, DataUnavailableError
+from genlab.options import Options
+from genlab.shapes import upsampling_plan
 
 CLASSES = ["non-face", "face"]  # label 0, label 1
 SOURCE_SIDE = 25  # lfw_subset images are 25 x 25
@@ -18,8 +21,6 @@ SOURCE_SIDE = 25  # lfw_subset images are 25 x 25
 
 def dcgan_sides(up_to: int = 128) -> list[int]:
     """Image sides the dcgan arch can build (genlab.nets.base.upsampling_plan), up to `up_to`."""
-    from genlab.nets.base import ArchitectureError, upsampling_plan
-
     sides = []
     for side in range(2, up_to + 1):
         try:
@@ -32,8 +33,6 @@ def dcgan_sides(up_to: int = 128) -> list[int]:
 
 def check_size(size: int) -> None:
     """Fail at prepare, not at train, when the dcgan arch cannot build `size` x `size` images."""
-    from genlab.nets.base import ArchitectureError, upsampling_plan
-
     try:
         upsampling_plan("dcgan", size)
     except ArchitectureError:
@@ -53,12 +52,18 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
                          antialias=shrink)  # fmt: skip
 
 
-@DATASETS.register("faces")
+class FacesCfg(Options):
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    size: int = Field(32, ge=8)  # side the 25x25 images are resized to
+    flip: bool = True  # add every training image mirrored left-right
+
+
+@dataset("faces", options=FacesCfg, fields={"x": {"kind": "image"}, "y": {"kind": "class"}})
 def faces(cfg: dict[str, Any], raw_dir: Path, seed: int) -> tuple[Split, Split, dict[str, Any]]:
     """skimage.data.lfw_subset: 100 LFW faces (label 1) and 100 non-faces (label 0), 25x25
     grayscale, stratified split, resized to `size` and scaled to [-1, 1]; with `flip` each
     training image is also added mirrored left-right (after the split: no test image leaks)."""
-    size = int(cfg.get("size", 32))
+    size = cfg["size"]
     check_size(size)
     try:
         from skimage.data import lfw_subset  # imported here: scikit-image is slow to import
@@ -76,7 +81,7 @@ def faces(cfg: dict[str, Any], raw_dir: Path, seed: int) -> tuple[Split, Split, 
         )
     labels = np.repeat(np.array([1, 0], dtype=np.int64), 100)  # first 100 faces, then non-faces
     x_tr, x_te, y_tr, y_te = train_test_split(
-        images, labels, test_size=cfg.get("test_fraction", 0.2), stratify=labels,
+        images, labels, test_size=cfg["test_fraction"], stratify=labels,
         random_state=seed,
     )  # fmt: skip
 
@@ -86,7 +91,7 @@ def faces(cfg: dict[str, Any], raw_dir: Path, seed: int) -> tuple[Split, Split, 
         return {"x": t.contiguous(), "y": torch.from_numpy(np.ascontiguousarray(y))}
 
     train, test = to_split(x_tr, y_tr), to_split(x_te, y_te)
-    if cfg.get("flip", True):
+    if cfg["flip"]:
         train = {
             "x": torch.cat([train["x"], train["x"].flip(-1)]),
             "y": torch.cat([train["y"], train["y"]]),

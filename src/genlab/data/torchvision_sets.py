@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field
 
-from genlab.data.base import DATASETS, DataUnavailableError, Split
+from genlab.data.base import Split, dataset
+from genlab.errors import DataUnavailableError
+from genlab.options import Options
 
 IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -47,7 +50,7 @@ def _load_idx(
 
     cls = getattr(torchvision.datasets, cls_name)
     folder = Path(raw_dir) / cls.__name__ / "raw"  # torchvision's `raw_folder`
-    download = bool(cfg.get("download", False))
+    download = bool(cfg["download"])
     _unpack_gz(folder)
     if not download and not all((folder / f).is_file() for f in IDX_FILES):
         raise DataUnavailableError(_missing_message(name, folder))
@@ -74,13 +77,21 @@ def _load_idx(
     return train, test, meta
 
 
-@DATASETS.register("mnist")
+class TorchvisionCfg(Options):
+    download: bool = False
+    limit: int | None = Field(None, ge=1)
+
+
+IMAGES = {"x": {"kind": "image"}, "y": {"kind": "class"}}
+
+
+@dataset("mnist", options=TorchvisionCfg, fields=IMAGES)
 def mnist(cfg: dict[str, Any], raw_dir: Path, seed: int) -> tuple[Split, Split, dict[str, Any]]:
     """MNIST handwritten digits (LeCun et al. 1998) via torchvision.datasets.MNIST."""
     return _load_idx("mnist", "MNIST", cfg, raw_dir)
 
 
-@DATASETS.register("fashion_mnist")
+@dataset("fashion_mnist", options=TorchvisionCfg, fields=IMAGES)
 def fashion_mnist(
     cfg: dict[str, Any], raw_dir: Path, seed: int
 ) -> tuple[Split, Split, dict[str, Any]]:

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field
 
-from genlab.data.base import DATASETS, Split
+from genlab.data.base import Split, dataset
+from genlab.options import Options
 
 
 def ring_modes(k: int = 8, radius: float = 2.0) -> list[list[float]]:
@@ -35,7 +37,7 @@ def _build(
 ) -> tuple[Split, Split, dict[str, Any]]:
     """Train then test from one generator seeded with `seed`; meta records modes and std."""
     gen = torch.Generator().manual_seed(seed)
-    n, n_test = cfg.get("n", 20000), cfg.get("n_test", 5000)
+    n, n_test = cfg["n"], cfg["n_test"]
     train = sample_mixture(modes, std, n, gen)
     test = sample_mixture(modes, std, n_test, gen)
     meta = {
@@ -51,14 +53,30 @@ def _build(
     return train, test, meta
 
 
-@DATASETS.register("ring8")
+class Ring8Cfg(Options):
+    n: int = Field(20000, ge=16)
+    n_test: int = Field(5000, ge=16)
+    std: float = Field(0.02, gt=0)
+    radius: float = Field(2.0, gt=0)
+
+
+class Grid25Cfg(Options):
+    n: int = Field(20000, ge=25)
+    n_test: int = Field(5000, ge=25)
+    std: float = Field(0.05, gt=0)
+
+
+POINTS = {"x": {"kind": "points"}, "y": {"kind": "class"}}
+
+
+@dataset("ring8", options=Ring8Cfg, fields=POINTS)
 def ring8(cfg: dict[str, Any], raw_dir: Path, seed: int) -> tuple[Split, Split, dict[str, Any]]:
     """8 Gaussians on a circle of radius 2, std 0.02 (VEEGAN, Srivastava et al. 2017)."""
-    modes = ring_modes(8, cfg.get("radius", 2.0))
-    return _build("ring8", modes, cfg.get("std", 0.02), cfg, seed)
+    modes = ring_modes(8, cfg["radius"])
+    return _build("ring8", modes, cfg["std"], cfg, seed)
 
 
-@DATASETS.register("grid25")
+@dataset("grid25", options=Grid25Cfg, fields=POINTS)
 def grid25(cfg: dict[str, Any], raw_dir: Path, seed: int) -> tuple[Split, Split, dict[str, Any]]:
     """25 Gaussians on {-4,-2,0,2,4}^2, std 0.05 (PacGAN, Lin et al. 2018)."""
-    return _build("grid25", grid_modes(), cfg.get("std", 0.05), cfg, seed)
+    return _build("grid25", grid_modes(), cfg["std"], cfg, seed)

@@ -10,9 +10,15 @@ from genlab.metrics.evaluator import (
 )
 from genlab.metrics.frechet import frechet_distance, frechet_from_features, gaussian_stats
 from genlab.metrics.kid import kernel_inception_distance, mmd2_unbiased, polynomial_kernel
+from genlab.metrics.scores import METRICS, Context, Metric, metric, score
 from genlab.metrics.toy import mode_metrics
 
 __all__ = [
+    "METRICS",
+    "Context",
+    "Metric",
+    "metric",
+    "score",
     "Evaluator",
     "class_coverage",
     "fit_evaluator",

@@ -122,7 +122,7 @@ class Energy(GANLoss):
 
     def setup(self, G: torch.nn.Module, D: torch.nn.Module) -> None:
         if not hasattr(D, "embedding"):
-            from genlab.nets import ArchitectureError
+            from genlab.errors import ArchitectureError
 
             raise ArchitectureError(
                 "loss 'energy' needs an autoencoder discriminator; allowed arch: dcgan_ae, mlp_ae"

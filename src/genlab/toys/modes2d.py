@@ -15,12 +15,12 @@ from pydantic import Field
 
 from genlab.config import validate_params
 from genlab.data import DATASETS
+from genlab.errors import TrainingDiverged
+from genlab.families import FAMILIES
 from genlab.io import atomic_path, write_text
 from genlab.metrics import mode_metrics
-from genlab.sample import generate
 from genlab.toys.base import TOYS, Toy, ToyConfig
-from genlab.train import FAMILIES
-from genlab.train.common import BatchStream, configure_determinism
+from genlab.train import build_trainer, training_steps
 
 # name -> variant keys (on top of the toy's shared settings); every loss and regulariser appears
 METHODS: dict[str, dict[str, Any]] = {
@@ -69,15 +69,18 @@ def variant_for(cfg: Modes2dConfig, dataset: str, overrides: dict[str, Any]):
 
 
 def train_one(variant, train: dict, meta: dict, seed: int, n_samples: int) -> torch.Tensor:
-    configure_determinism(seed)
-    trainer = FAMILIES.get("gan").trainer(variant, meta, torch.device("cpu"), seed)
-    batches = BatchStream(train, variant.batch_size, seed, torch.device("cpu"))
-    for _ in range(variant.steps):
-        stats = trainer.step(batches)
-        if not all(math.isfinite(v) for k, v in stats.items() if k.startswith("loss")):
-            return torch.full((n_samples, 2), float("nan"))
-    z = torch.randn(n_samples, variant.latent_dim, generator=torch.Generator().manual_seed(seed))
-    return generate(trainer.G.eval(), z, 1000)
+    """Train ``variant`` with the one training driver on CPU; ``n_samples`` samples of the
+    family's seeded sample batch, or NaN samples when the run diverged."""
+    trainer, batches, ema, _ = build_trainer(variant, train, meta, seed, "cpu")
+    try:
+        for _ in training_steps(trainer, batches, ema, 0, variant.steps, "modes2d"):
+            pass
+    except TrainingDiverged:
+        return torch.full((n_samples, 2), float("nan"))
+    family = FAMILIES.get(variant.family)
+    modules = {k: m.eval() for k, m in trainer.modules.items()}
+    sampler = family.sampler(modules, variant, meta)
+    return sampler.generate(sampler.inputs(seed, n_samples, "cpu"), 1000)
 
 
 def run(cfg: Modes2dConfig, seed: int, out_dir: Path) -> pd.DataFrame:
@@ -96,7 +99,9 @@ def _run(cfg: Modes2dConfig, seed: int, out_dir: Path) -> pd.DataFrame:
     rows, density = [], {}
     for dataset in cfg.datasets:
         data_cfg = {"n": cfg.n_train, "n_test": 16}
-        train, _, meta = DATASETS.get(dataset)(data_cfg, Path("."), seed)
+        entry = DATASETS.get(dataset)
+        options = {**entry.options().model_dump(), **data_cfg}
+        train, _, meta = entry.build(options, Path("."), seed)
         centers = torch.tensor(meta["modes"])
         for name, overrides in cfg.methods.items():
             variant = variant_for(cfg, dataset, overrides)

@@ -1,8 +1,9 @@
-"""The two artifacts of a trained variant (DESIGN rule 3).
+"""The two artifacts of a trained variant (DESIGN rule 4).
 
-``model.pt``: the generating network's weights (EMA when enabled), the variant config, the dataset
-meta and the genlab version: enough to sample. ``state.pt``: every network, optimizer, EMA, the
-step, the trainer's and the global RNG states: enough to resume bit-exactly.
+``model.pt``: the modules the family samples with (its ``saved_modules``; the EMA weights of its
+generator when EMA is on), the variant config, the dataset meta and the genlab version: enough to
+sample. ``state.pt``: every network, optimizer, EMA, the step, the trainer's and the global RNG
+states: enough to resume bit-exactly (written by ``genlab.train.loop``).
 Both are loaded with ``torch.load(..., weights_only=True)``.
 """
 
@@ -15,16 +16,20 @@ import torch
 from torch import nn
 
 import genlab
+from genlab.config import VariantCfg
+from genlab.errors import CheckpointError
+from genlab.families import FAMILIES
 from genlab.io import torch_save
 
-MODEL_FORMAT = "genlab.model/1"
+MODEL_FORMAT = "genlab.model/2"
+
+__all__ = ["MODEL_FORMAT", "CheckpointError", "load_checkpoint", "load_model", "load_modules",
+           "save_model"]  # fmt: skip
 
 
-class CheckpointError(RuntimeError):
-    """A missing, foreign or mismatched checkpoint."""
-
-
-def save_model(path: Path, *, family: str, net: nn.Module, cfg: dict, meta: dict) -> None:
+def save_model(
+    path: Path, *, family: str, modules: dict[str, nn.Module], cfg: dict, meta: dict
+) -> None:
     torch_save(
         {
             "format": MODEL_FORMAT,
@@ -32,7 +37,7 @@ def save_model(path: Path, *, family: str, net: nn.Module, cfg: dict, meta: dict
             "family": family,
             "config": cfg,
             "meta": meta,
-            "state_dict": net.state_dict(),
+            "modules": {key: m.state_dict() for key, m in modules.items()},
         },
         path,
     )
@@ -44,19 +49,29 @@ def load_checkpoint(path: Path, what: str) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the generating network of ``model.pt``; returns (net in eval mode, checkpoint)."""
-    from genlab.config import VariantCfg
-    from genlab.nets import build_gan
-    from genlab.train import FAMILIES
-
+def load_modules(
+    path: Path, device: torch.device | str = "cpu"
+) -> tuple[dict[str, nn.Module], VariantCfg, dict]:
+    """Rebuild the modules of ``model.pt`` through its family: (modules in eval mode, config,
+    checkpoint)."""
     ckpt = load_checkpoint(path, "model")
     if ckpt.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{path} is not a genlab model (format {ckpt.get('format')!r})")
+        raise CheckpointError(
+            f"{path} is not a genlab model of format {MODEL_FORMAT!r} (found "
+            f"{ckpt.get('format')!r}); retrain it with this genlab: genlab train <variant>"
+        )
     cfg = VariantCfg.model_validate(ckpt["config"])
-    if ckpt["family"] == "gan":
-        net = build_gan(ckpt["meta"], cfg)["G"]
-    else:
-        net = FAMILIES.get(ckpt["family"]).archs.build(cfg.arch, ckpt["meta"], cfg)["vae"]
-    net.load_state_dict(ckpt["state_dict"])
-    return net.to(device).eval(), ckpt
+    family = FAMILIES.get(ckpt["family"])
+    built = family.build(ckpt["meta"], cfg)
+    modules = {}
+    for key, state in ckpt["modules"].items():
+        built[key].load_state_dict(state)
+        modules[key] = built[key].to(device).eval()
+    return modules, cfg, ckpt
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """The generating module of ``model.pt`` (the family's ``generator``), in eval mode, and the
+    checkpoint."""
+    modules, _, ckpt = load_modules(path, device)
+    return modules[FAMILIES.get(ckpt["family"]).generator], ckpt

@@ -1,8 +1,10 @@
-"""``train_variant``: the driver shared by every family.
+"""The one training driver, shared by every family, ``genlab train``, sweep trials and the toys
+that train networks.
 
-It seeds everything, builds the family's trainer, then calls ``trainer.step`` ``steps`` times,
-writing per-step statistics, checkpointing the full state every ``checkpoint_every`` steps and
-stopping with a clear message when a loss turns NaN or Inf.
+``build_training`` seeds everything and builds the family's trainer, its batch stream and the
+EMA; ``training_steps`` calls ``trainer.step`` with the NaN check and the EMA update;
+``train_variant`` adds the outputs: per-step statistics, the full state every
+``checkpoint_every`` steps, ``model.pt`` at the end, and the MLflow run.
 """
 
 from __future__ import annotations
@@ -14,32 +16,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import genlab
 from genlab import tracking
 from genlab.data import load_prepared
+from genlab.data.stream import BatchStream
+from genlab.drawing import training_curves_figure
+from genlab.errors import CheckpointError, TrainingDiverged
+from genlab.families import FAMILIES
 from genlab.io import torch_save, write_json
-from genlab.train import FAMILIES
-from genlab.train.checkpoint import CheckpointError, load_checkpoint, save_model
-from genlab.train.common import (
-    EMA,
-    BatchStream,
-    TrainingDiverged,
+from genlab.paths import Paths
+from genlab.runtime import (
     configure_determinism,
     global_rng_state,
     resolve_device,
     set_global_rng_state,
 )
-
-
-def variant_paths(root: Path, name: str) -> dict[str, Path]:
-    out = root / "models" / name
-    return {
-        "dir": out,
-        "model": out / "model.pt",
-        "state": out / "state.pt",
-        "run": out / "run.json",
-        "csv": root / "plots" / "train" / f"{name}.csv",
-    }
+from genlab.train.checkpoint import load_checkpoint, save_model
+from genlab.train.ema import EMA
 
 
 class StatsWriter:
@@ -95,13 +90,32 @@ def build_training(
     device: str,  # auto | cpu | cuda
 ) -> tuple[Any, BatchStream, EMA | None, dict]:
     """A fresh, seeded trainer of ``cfg``: (trainer, batches, ema or None, dataset meta)."""
+    train, _, meta = load_prepared(root, cfg.dataset)
+    return build_trainer(cfg, train, meta, seed, device)
+
+
+def build_trainer(
+    cfg, train: dict, meta: dict, seed: int, device: str
+) -> tuple[Any, BatchStream, EMA | None, dict]:
+    """``build_training`` on a split held in memory (the toys build their data themselves)."""
     device = resolve_device(device)
     configure_determinism(seed)
-    train, _, meta = load_prepared(root, cfg.dataset)
-    trainer = FAMILIES.get(cfg.family).trainer(cfg, meta, device, seed)
-    batches = BatchStream(train, cfg.batch_size, seed, device)
-    ema = EMA(trainer.generator, cfg.ema) if cfg.ema > 0 else None
+    family = FAMILIES.get(cfg.family)
+    trainer = family.trainer(cfg, meta, device, seed)
+    batches = BatchStream(train, cfg.batch_size, seed, device, meta)
+    key = family.generator
+    ema = EMA(trainer.modules[key], cfg.ema, key) if cfg.ema > 0 else None
     return trainer, batches, ema, meta
+
+
+def model_modules(trainer, ema: EMA | None, family: str) -> dict[str, torch.nn.Module]:
+    """The modules ``model.pt`` holds: the family's ``saved_modules``, the generator's EMA
+    weights in place of the trained ones when EMA is on."""
+    keys = FAMILIES.get(family).saved_modules
+    modules = {key: trainer.modules[key] for key in keys}
+    if ema is not None:
+        modules[ema.key] = ema.shadow
+    return modules
 
 
 def training_steps(
@@ -112,7 +126,7 @@ def training_steps(
         stats = trainer.step(batches)
         check_finite(stats, name, step)
         if ema is not None:
-            ema.update(trainer.generator)
+            ema.update(trainer.modules[ema.key])
         yield step, stats
 
 
@@ -126,7 +140,7 @@ def train_variant(
 ) -> dict[str, Any]:
     """Train variant ``name``; returns {"run_id", "steps", "seconds"}."""
     cfg = params.variant(name)
-    paths = variant_paths(root, name)
+    paths = _paths(root, name)
     trainer, batches, ema, meta = build_training(cfg, params.seed, root, params.device)
     config = cfg.model_dump(mode="json")
 
@@ -198,12 +212,18 @@ def train_variant(
         if bar is not None:
             bar.close()
 
-    net = ema.shadow if ema is not None else trainer.generator
-    save_model(paths["model"], family=cfg.family, net=net, cfg=config, meta=meta)
+    modules = model_modules(trainer, ema, cfg.family)
+    save_model(paths["model"], family=cfg.family, modules=modules, cfg=config, meta=meta)
     _log_final_artifacts(run, paths, name)
     run.end("FINISHED")
     write_json(paths["run"], {"run_id": run.run_id, "variant": name, "seconds": seconds})
     return {"run_id": run.run_id, "steps": cfg.steps, "seconds": seconds}
+
+
+def _paths(root: Path, name: str) -> dict[str, Path]:
+    paths = Paths(root)
+    return {"dir": paths.model_dir(name), "model": paths.model(name), "state": paths.state(name),
+            "run": paths.run(name), "csv": paths.train_csv(name)}  # fmt: skip
 
 
 def _check_resumable(state: dict, config: dict, path: Path) -> None:
@@ -229,8 +249,6 @@ def _check_resumable(state: dict, config: dict, path: Path) -> None:
 def _log_final_artifacts(run, paths: dict[str, Path], name: str) -> None:
     if run.run_id is None:
         return
-    from genlab.report import training_curves_figure
-
     figure = training_curves_figure(paths["csv"], paths["dir"] / "curves.png", title=name)
     run.log_artifact(figure)
     run.log_artifact(paths["csv"])
@@ -248,4 +266,4 @@ def _progress(enabled: bool | None, total: int, initial: int, name: str):
     return tqdm(total=total, initial=initial, desc=f"train {name}", dynamic_ncols=True)
 
 
-__all__ = ["build_training", "train_variant", "training_steps", "variant_paths", "TrainingDiverged"]
+__all__ = ["build_trainer", "build_training", "model_modules", "train_variant", "training_steps"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genlab.data.stream import BatchStream
 from genlab.nets import VAE_ARCHS
 from genlab.objectives import VAE_LOSSES
-from genlab.train.common import BatchStream, autocast, grad_norm, make_optimizer
+from genlab.runtime import autocast, grad_norm, make_optimizer
 
 
 class VAETrainer:
@@ -26,13 +27,9 @@ class VAETrainer:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"vae": self.opt}
 
-    @property
-    def generator(self) -> nn.Module:
-        return self.vae
-
     def step(self, batches: BatchStream) -> dict[str, float]:
         batch = batches.next()
-        y = batch["y"] if self.vae.num_classes else None  # a conditional VAE sees the label
+        y = batch["y"] if self.cfg.conditional else None  # a conditional VAE sees the label
         with autocast(self.device, self.cfg.precision):
             loss, stats = self.loss(self.vae, batch["x"], generator=self.noise, y=y)
         self.opt.zero_grad(set_to_none=True)

@@ -1,22 +1,18 @@
-"""Shared training machinery: devices, determinism, RNG state, batches, EMA, checkpoints."""
+"""What every training step needs: the device, determinism and RNG state, optimizers by name,
+mixed precision and gradient norms. Families' trainers, the driver and the stages use it."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import random
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from genlab.config import ConfigError
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or Inf."""
+from genlab.errors import ConfigError, TrainingDiverged
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,46 +74,13 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-class BatchStream:
-    """Endless shuffled mini-batches: a fresh seeded permutation each epoch, last partial batch
-    dropped. Its state (generator, permutation, position) is part of the checkpoint."""
-
-    def __init__(self, split: dict[str, Tensor], batch_size: int, seed: int, device: torch.device):
-        n = len(split["x"])
-        if batch_size > n:
-            raise ConfigError(f"batch_size = {batch_size} exceeds the {n} training examples")
-        self.data = {k: v.to(device) for k, v in split.items() if v is not None}
-        self.batch_size, self.n, self.device = batch_size, n, device
-        self.generator = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(n, generator=self.generator)
-        self.pos = 0
-
-    def next(self) -> dict[str, Tensor]:
-        if self.pos + self.batch_size > self.n:
-            self.perm = torch.randperm(self.n, generator=self.generator)
-            self.pos = 0
-        idx = self.perm[self.pos : self.pos + self.batch_size].to(self.device)
-        self.pos += self.batch_size
-        return {k: v[idx] for k, v in self.data.items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "perm": self.perm, "pos": self.pos}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.perm, self.pos = state["perm"], state["pos"]
-
-
-class EMA:
-    """Exponential moving average of a network's weights (buffers are copied)."""
-
-    def __init__(self, net: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.shadow = copy.deepcopy(net).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, net: nn.Module) -> None:
-        for s, p in zip(self.shadow.parameters(), net.parameters(), strict=True):
-            s.lerp_(p, 1 - self.decay)
-        for s, b in zip(self.shadow.buffers(), net.buffers(), strict=True):
-            s.copy_(b)
+__all__ = [
+    "TrainingDiverged",
+    "autocast",
+    "configure_determinism",
+    "global_rng_state",
+    "grad_norm",
+    "make_optimizer",
+    "resolve_device",
+    "set_global_rng_state",
+]

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.data.stream import BatchStream
+from genlab.errors import CheckpointError
 from genlab.nets.vqvae import VQ_ARCHS, VQ_LOSSES, VQVAE
-from genlab.train.checkpoint import CheckpointError
-from genlab.train.common import BatchStream, autocast, grad_norm, make_optimizer
+from genlab.runtime import autocast, grad_norm, make_optimizer
 
 
 @torch.no_grad()
@@ -61,10 +62,6 @@ class VQVAETrainer:
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"vae": self.opt, "prior": self.opt_prior}
-
-    @property
-    def generator(self) -> nn.Module:
-        return self.model
 
     def step(self, batches: BatchStream) -> dict[str, float]:
         batch = batches.next()

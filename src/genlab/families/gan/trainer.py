@@ -1,35 +1,42 @@
 """The GAN step of the lecture notes: update D ``d_steps`` (k) times, then G once.
 
-Conditional GANs feed labels to G and D; InfoGAN adds the weighted mutual-information bound
-(``D.info_loss``) to D's loss (training Q on its shared trunk) and to G's loss (Chen et al. 2016,
-eq. 5)."""
+Each side's loss is the sum of the variant's terms (``genlab.objectives.terms``): the adversarial
+loss, then InfoGAN's mutual-information bound when the variant has codes, then each regulariser.
+Conditional GANs feed labels to G and D."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from genlab.nets import build_gan
+from genlab.families.gan.nets import build
 from genlab.objectives import GAN_LOSSES
+from genlab.objectives.info import MutualInformation
 from genlab.objectives.regularizers import GAN_REGULARIZERS
-from genlab.train.common import BatchStream, autocast, grad_norm, make_optimizer
+from genlab.objectives.terms import Adversarial, Regularized, Step, Term, total
+from genlab.runtime import autocast, grad_norm, make_optimizer
+
+
+def gan_terms(cfg) -> list[Term]:
+    """The variant's terms, in the order their values are summed."""
+    terms: list[Term] = [Adversarial(GAN_LOSSES.build(cfg.loss, cfg))]
+    if cfg.info_categorical + cfg.info_continuous:
+        terms.append(MutualInformation())
+    for name, r in cfg.regularizers.items():
+        terms.append(Regularized(GAN_REGULARIZERS.build(name, r), r.weight, r.every))
+    return terms
 
 
 class GANTrainer:
-    """Holds G, D, their optimizers, the loss, the regularisers and the noise generator."""
+    """Holds G, D, their optimizers, the terms and the noise generator."""
 
     def __init__(self, cfg, meta: dict, device: torch.device, seed: int) -> None:
-        nets = build_gan(meta, cfg)
+        nets = build(meta, cfg)
         self.G: nn.Module = nets["G"].to(device)
         self.D: nn.Module = nets["D"].to(device)
-        self.loss = GAN_LOSSES.build(cfg.loss, cfg)
-        self.loss.setup(self.G, self.D)
-        self.regularizers = [
-            (GAN_REGULARIZERS.build(name, r), r.weight, r.every)
-            for name, r in cfg.regularizers.items()
-        ]
-        for reg, _, _ in self.regularizers:
-            reg.setup(self.D)
+        self.terms = gan_terms(cfg)
+        for term in self.terms:
+            term.setup(self.modules)
         self.opt_g = make_optimizer(self.G.parameters(), cfg.optimizer)
         self.opt_d = make_optimizer(self.D.parameters(), cfg.optimizer_d or cfg.optimizer)
         self.noise = torch.Generator(device).manual_seed(seed + 1)
@@ -37,8 +44,7 @@ class GANTrainer:
         self.d_updates = self.g_updates = 0
         self.noise_dim = getattr(self.G, "noise_dim", cfg.latent_dim)
         self.num_classes = getattr(self.G, "num_classes", 0)  # labels or InfoGAN's code
-        self.d_labels = getattr(self.D, "conditional", False)  # D(x, y)
-        self.info = hasattr(self.D, "info_loss")
+        self.d_labels = cfg.d_condition != "none"  # D(x, y)
 
     @property
     def modules(self) -> dict[str, nn.Module]:
@@ -47,10 +53,6 @@ class GANTrainer:
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_g, "D": self.opt_d}
-
-    @property
-    def generator(self) -> nn.Module:
-        return self.G
 
     def latent(self, n: int, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """G's inputs: Gaussian noise, and for a conditional G (or InfoGAN's categorical code)
@@ -70,7 +72,7 @@ class GANTrainer:
         with the labels bound."""
         return self.D if not self.d_labels else (lambda x: self.D(x, y))
 
-    def step(self, batches: BatchStream) -> dict[str, float]:
+    def step(self, batches) -> dict[str, float]:
         amp = autocast(self.device, self.cfg.precision)
         for net in (self.G, self.D):  # progressive growing follows the generator step count
             if hasattr(net, "set_step"):
@@ -86,24 +88,15 @@ class GANTrainer:
                 fake = self._G(z, y)
             with amp:
                 d_real, d_fake = D(real), D(fake)
-            loss_d, stats = self.loss.discriminator(d_real.float(), d_fake.float())
-            if self.info:  # Q (sharing D's trunk) maximises the bound on the fakes' codes
-                with amp:
-                    info, info_stats = self.D.info_loss(fake, y, self.G.codes(z))
-                loss_d = loss_d + info
-                stats.update(info_stats)
-            for reg, weight, every in self.regularizers:
-                if reg.has_penalty and self.d_updates % every == 0:
-                    with amp:
-                        penalty, reg_stats = reg.penalty(D, real, fake, self.noise)
-                    loss_d = loss_d + weight * every * penalty
-                    stats.update(reg_stats)
+            s = Step(self.modules, D, real, fake, z, y, d_real, d_fake, self.noise, amp,
+                     self.d_updates, batch)  # fmt: skip
+            loss_d, stats = total(self.terms, "discriminator", s)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             stats["grad_norm_d"] = grad_norm(self.D)
             self.opt_d.step()
-            for reg, _, _ in self.regularizers:
-                reg.after_step(self.D)
+            for term in self.terms:
+                term.after_d_step(self.modules)
             self.d_updates += 1
 
         self.D.requires_grad_(False)  # G's step needs gradients through D, not for D
@@ -111,12 +104,9 @@ class GANTrainer:
         with amp:
             fake = self._G(z, y)
             d_fake = self._D(y)(fake)
-        loss_g, g_stats = self.loss.generator(d_fake.float())
-        if self.info:  # G maximises the same bound: its codes must stay readable from G(z, c)
-            with amp:
-                info, _ = self.D.info_loss(fake, y, self.G.codes(z))
-            loss_g = loss_g + info
-            g_stats["loss_info"] = info.item()
+        s = Step(self.modules, self._D(y), None, fake, z, y, None, d_fake, self.noise, amp,
+                 self.d_updates)  # fmt: skip
+        loss_g, g_stats = total(self.terms, "generator", s)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         stats["grad_norm_g"] = grad_norm(self.G)

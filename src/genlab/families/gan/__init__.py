@@ -1,0 +1,68 @@
+"""The GAN family: G and D of any registered GAN architecture (label-conditional and InfoGAN
+forms of dcgan), trained by the lecture's alternating step on a list of terms."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from genlab.families.base import Family, register
+from genlab.families.gan import metrics  # noqa: F401  (registers the GAN-only metrics)
+from genlab.families.gan.figures import gan_figures
+from genlab.families.gan.nets import build
+from genlab.families.gan.trainer import GANTrainer
+from genlab.families.latent import LatentSampler
+from genlab.nets import GAN_ARCHS
+from genlab.objectives import GAN_LOSSES
+from genlab.objectives.regularizers import GAN_REGULARIZERS
+
+
+def sampler(modules: dict[str, nn.Module], cfg, meta: dict) -> LatentSampler:
+    G = modules["G"]
+    noise = getattr(G, "noise_dim", None) or getattr(G, "latent_dim", None) or cfg.latent_dim
+    kind = "code" if cfg.info_categorical else "class"
+    return LatentSampler(G, noise, getattr(G, "num_classes", 0), kind)
+
+
+SECTIONS = {  # report section -> what its figures and columns show
+    "Losses and regularisers": "Unconditional GANs on the same DCGAN (or MLP for 2-D points), "
+    "differing in loss and regulariser.",
+    "Conditional GANs": "The label enters G and D (concatenation, embedding, conditional batch "
+    "norm, projection discriminator). `conditional_accuracy`: the evaluator recognises the "
+    "requested class; `intra_frechet`: Fréchet distance per class, averaged.",
+    "InfoGAN": "Categorical and continuous codes with the mutual-information bound. "
+    "`info_matched_accuracy`: the categorical code as a digit classifier after the best one-to-one "
+    "matching; traversal_c<j>: continuous code j from -1 to 1 along each row, one row per "
+    "categorical value.",
+    "Style-based, progressive and self-attention generators": "Mapping network, learned constant "
+    "input, AdaIN or weight demodulation, per-layer noise and style mixing; progressive growing "
+    "with fade-in; SAGAN self-attention; truncation trick.",
+}
+
+
+def section(cfg: dict) -> str:
+    if cfg.get("g_condition", "none") != "none":
+        return "Conditional GANs"
+    if cfg.get("info_categorical", 0) or cfg.get("info_continuous", 0):
+        return "InfoGAN"
+    if cfg.get("arch") in ("style", "progressive") or cfg.get("attention", 0):
+        return "Style-based, progressive and self-attention generators"
+    return "Losses and regularisers"
+
+
+GAN = register(
+    Family(
+        name="gan",
+        archs=GAN_ARCHS,
+        losses=GAN_LOSSES,
+        regularizers=GAN_REGULARIZERS,
+        default_loss="nonsaturating",
+        trainer=GANTrainer,
+        nets=build,
+        sampler=sampler,
+        generator="G",
+        figures=gan_figures,
+        metrics=("info",),
+        sections=SECTIONS,
+        section=section,
+    )
+)

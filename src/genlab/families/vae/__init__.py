@@ -1,0 +1,29 @@
+"""The VAE family: VAE, beta-VAE and conditional VAE (one gradient step on the negative ELBO)."""
+
+from __future__ import annotations
+
+from genlab.families.base import Family, register
+from genlab.families.latent import sampler_of
+from genlab.families.vae import metrics  # noqa: F401  (registers the VAE-only metrics)
+from genlab.families.vae.figures import vae_figures
+from genlab.families.vae.trainer import VAETrainer
+from genlab.nets import VAE_ARCHS
+from genlab.objectives import VAE_LOSSES
+
+VAE = register(
+    Family(
+        name="vae",
+        archs=VAE_ARCHS,
+        losses=VAE_LOSSES,
+        default_loss="elbo",
+        trainer=VAETrainer,
+        sampler=sampler_of("vae"),
+        generator="vae",
+        figures=vae_figures,
+        metrics=("elbo", "iwae"),
+        sections={
+            "VAE family": "VAE, beta-VAE and conditional VAE: ELBO and importance-sampled test "
+            "NLL, latent traversals and image editing."
+        },
+    )
+)

@@ -1,0 +1,49 @@
+"""``Context``: what every part of a running study needs (params, the study's name in params and
+in the storage, the project root, the storage URL), and the study loaded from the storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from genlab.config import VariantCfg
+from genlab.sweeps.space import SweepCfg, study_cfg
+from genlab.sweeps.storage import make_pruner, make_sampler, make_storage, quiet_optuna
+
+
+@dataclass
+class Context:
+    """Everything a worker needs: params, the study's name in params and in storage, the root."""
+
+    params: Any
+    name: str
+    root: Path
+    study_name: str
+    url: str
+
+    @cached_property
+    def sweep(self) -> SweepCfg:
+        """``sweeps.<name>``, validated once (``study_cfg``)."""
+        return study_cfg(self.params, self.name)
+
+    @property
+    def base(self) -> VariantCfg:
+        return self.params.variants[self.sweep.base]
+
+    def open(self):
+        """The study, loaded from storage (it must exist)."""
+        optuna = quiet_optuna()
+        storage = make_storage(self.url, self.sweep, self._end_stale_run)
+        return optuna.load_study(
+            study_name=self.study_name, storage=storage,
+            sampler=make_sampler(self.sweep, self.params.seed), pruner=make_pruner(self.sweep),
+        )  # fmt: skip
+
+    def _end_stale_run(self, trial) -> None:
+        from genlab import tracking
+
+        run = tracking.reopen(self.params.tracking, self.root, trial.user_attrs.get("mlflow_run"))
+        run.set_tags({"optuna.state": "FAIL", "failure": "worker stopped sending heartbeats"})
+        run.end("FAILED")

@@ -1,0 +1,276 @@
+"""Where a study lives and how its trials are counted: the storage URL, the fingerprint that names
+the study, the RDB storage with heartbeats (SQLite transactions serialised), the seeded sampler,
+the pruner, and the bookkeeping of the budget (re-queued, interrupted and per-arm trials, the
+retrains still to run). Optuna is imported inside the functions that need it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import genlab
+from genlab.errors import ConfigError
+from genlab.paths import Paths
+from genlab.sweeps.space import ARM_KEYS, NONE, SweepCfg, arms, study_cfg
+
+Context = Any  # genlab.sweeps.context.Context (which imports this module)
+
+STORAGE_ENV = "GENLAB_SWEEP_STORAGE"  # an Optuna storage URL that overrides params
+RETRAIN_PREFIX = "retrain:"  # study user attrs "retrain:<trial>:<seed>" hold seed re-runs
+
+
+# ---------------------------------------------------------------- storage and study
+def study_dir(root: Path, name: str) -> Path:
+    return Paths(root).study_dir(name)
+
+
+def storage_url(sweep: SweepCfg, name: str, root: Path) -> str:
+    """``GENLAB_SWEEP_STORAGE``, else ``sweeps.<name>.storage``, else SQLite in the study's dir."""
+    url = os.environ.get(STORAGE_ENV) or sweep.storage
+    if url is None:
+        return f"sqlite:///{study_dir(root, name).resolve() / 'study.db'}"
+    if "://" not in url:
+        raise ConfigError(
+            f"sweeps.{name}.storage = {url!r} is not a database URL; allowed: "
+            "sqlite:///path.db, postgresql://user@host/db, mysql://..."
+        )
+    return url
+
+
+def public_url(url: str) -> str:
+    """The storage URL without a password, for logs and MLflow."""
+    head, sep, tail = url.partition("://")
+    if "@" in tail and ":" in tail.split("@")[0]:
+        user = tail.split("@")[0].split(":")[0]
+        return f"{head}{sep}{user}:***@{tail.split('@', 1)[1]}"
+    return url
+
+
+def fingerprint(params, name: str, root: Path) -> str:
+    """What a trial's score depends on: the study settings (not its budget), the base variant,
+    the sample settings, the project seed, the prepared data, the evaluator and genlab's code.
+    A study with another fingerprint is a new study in the same storage (the old one stays)."""
+    sweep = study_cfg(params, name)
+    base = params.variants[sweep.base]
+    settings = sweep.model_dump(
+        mode="json", exclude={"trials", "trials_per_arm", "workers", "storage", "seeds",
+                              "heartbeat", "grace", "max_retry", "bootstrap"}
+    )  # fmt: skip
+    h = hashlib.sha256()
+    what = [settings, base.model_dump(mode="json"), params.seed, params.device,
+            params.sample.model_dump(mode="json"),
+            params.evaluate.model_dump(mode="json")]  # fmt: skip
+    h.update(json.dumps(what, sort_keys=True).encode())
+    paths = Paths(root)
+    files = [paths.evaluator(base.dataset)]
+    files += sorted(paths.prepared(base.dataset).rglob("*"))
+    files += sorted(Path(genlab.__file__).parent.rglob("*.py"))
+    for path in files:
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def quiet_optuna():
+    """Optuna, imported, with its per-trial logging and experimental warnings silenced."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trial outcomes: printed by the workers
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    return optuna
+
+
+def make_storage(url: str, sweep: SweepCfg, on_stale: Callable | None = None):
+    """An RDB storage with heartbeats: a trial whose worker died is failed after ``grace``
+    seconds and re-queued (at most ``max_retry`` times)."""
+    optuna = quiet_optuna()
+    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry)
+
+    def stale(study, trial) -> None:
+        retry(study, trial)
+        if on_stale is not None:
+            on_stale(trial)
+
+    storage = optuna.storages.RDBStorage(
+        url, engine_kwargs=engine, heartbeat_interval=sweep.heartbeat,
+        grace_period=sweep.grace, heartbeat_stale_trial_callback=stale,
+    )  # fmt: skip
+    if url.startswith("sqlite"):
+        _serialize_sqlite(storage.engine)
+    return storage
+
+
+def _serialize_sqlite(engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna pops a queued trial by reading its state and then writing RUNNING; SQLite's default
+    deferred transactions let two processes both read WAITING and both run the trial. PostgreSQL
+    and MySQL lock the row (SELECT ... FOR UPDATE); this gives SQLite the same guarantee
+    (SQLAlchemy's pysqlite recipe for serializable transactions)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed are dropped
+
+
+def make_sampler(sweep: SweepCfg, seed: int):
+    """Random: seeded per trial number, so trial k draws the same values whichever worker runs
+    it and however often the study was resumed (a study is reproducible with any number of
+    workers). TPE: seeded, but it learns from the trials finished so far, which with several
+    workers depends on timing."""
+    optuna = quiet_optuna()
+    if sweep.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+
+    class PerTrialRandomSampler(optuna.samplers.RandomSampler):
+        def before_trial(self, study, trial) -> None:
+            self._rng.rng.seed(_seed(seed, trial.number))
+
+    return PerTrialRandomSampler(seed=seed)
+
+
+def _seed(*parts: int) -> int:
+    """A 32-bit seed derived from ``parts`` (e.g. the project seed and a trial number)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
+
+
+def make_pruner(sweep: SweepCfg):
+    optuna = quiet_optuna()
+    cfg = sweep.pruner
+    if cfg.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_steps,
+            interval_steps=sweep.report_every,
+        )  # fmt: skip
+    if cfg.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=sweep.report_every, max_resource=sweep.steps,
+            reduction_factor=cfg.reduction_factor,
+        )  # fmt: skip
+    return optuna.pruners.NopPruner()
+
+
+def create_study(ctx: Context):
+    """Create (or load) the study and record what it is; returns it."""
+    optuna = quiet_optuna()
+    sweep = ctx.sweep
+    directions = ["minimize"] * len(sweep.objectives)
+    study = optuna.create_study(
+        study_name=ctx.study_name, storage=make_storage(ctx.url, sweep), directions=directions,
+        load_if_exists=True,
+    )  # fmt: skip
+    if "config" not in study.user_attrs:
+        study.set_user_attr("config", sweep.model_dump(mode="json"))
+        study.set_user_attr("base", ctx.base.model_dump(mode="json"))
+        study.set_user_attr("genlab_version", genlab.__version__)
+    return study
+
+
+# ---------------------------------------------------------------- budget bookkeeping
+def retried_numbers(trials) -> set[int]:
+    """Trials that failed because their worker died and were re-queued."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def consumed(trials) -> list:
+    """Trials that count against the budget: finished or running, not stale-and-retried."""
+    from optuna.trial import TrialState
+
+    retried = retried_numbers(trials)
+    gone = {TrialState.WAITING}
+    return [t for t in trials if t.state not in gone and not _stale_retried(t, retried)]
+
+
+def _stale_retried(trial, retried: set[int]) -> bool:
+    return trial.state.name == "FAIL" and trial.number in retried
+
+
+def trial_arm(trial, ctx: Context) -> tuple[str, str]:
+    fixed = getattr(trial, "system_attrs", {}).get("fixed_params", {})  # queued, not yet run
+    params = {**trial.params, **fixed}
+    base_reg = ",".join(ctx.base.regularizers) or NONE
+    return (params.get("loss", ctx.base.loss), params.get("regularizer", base_reg))
+
+
+def target(ctx: Context) -> int:
+    sweep = ctx.sweep
+    if sweep.trials is not None:
+        return sweep.trials
+    return sweep.trials_per_arm * len(arms(sweep, ctx.base))
+
+
+def enqueue_arms(study, ctx: Context) -> int:
+    """With ``trials_per_arm``, queue the missing trials of every arm (round robin), their arm
+    fixed, the rest left to the sampler; returns how many were queued."""
+    sweep = ctx.sweep
+    if sweep.trials_per_arm is None:
+        return 0
+
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    have: dict[tuple[str, str], int] = {}
+    for t in trials:
+        if _stale_retried(t, retried):
+            continue
+        have[trial_arm(t, ctx)] = have.get(trial_arm(t, ctx), 0) + 1
+    queued = 0
+    for rep in range(sweep.trials_per_arm):
+        for arm in arms(sweep, ctx.base):
+            if have.get(arm, 0) > rep:
+                continue
+            fixed = {k: v for k, v in zip(ARM_KEYS, arm, strict=True) if k in sweep.space}
+            study.enqueue_trial(fixed)
+            queued += 1
+    return queued
+
+
+def requeue_interrupted(study) -> list[int]:
+    """Trials stopped by Ctrl-C are re-queued with their parameters, like a dead worker's."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    again = [t for t in trials if t.state.name == "FAIL" and t.user_attrs.get("interrupted")
+             and t.number not in retried]  # fmt: skip
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
+    for t in again:
+        retry(study, t)
+    return [t.number for t in again]
+
+
+def best_by_arm(study, ctx: Context) -> dict[tuple[str, str], Any]:
+    """The completed trial with the lowest first objective, per arm."""
+    from optuna.trial import TrialState
+
+    best: dict[tuple[str, str], Any] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        arm = trial_arm(t, ctx)
+        if arm not in best or t.values[0] < best[arm].values[0]:
+            best[arm] = t
+    return best
+
+
+def retrain_tasks(study, ctx: Context) -> list[tuple[int, int]]:
+    """(trial, seed) pairs still to run: the project seed is the trial itself."""
+    done = study.user_attrs
+    return [
+        (t.number, seed)
+        for t in best_by_arm(study, ctx).values()
+        for seed in ctx.sweep.seeds
+        if seed != ctx.params.seed and f"{RETRAIN_PREFIX}{t.number}:{seed}" not in done
+    ]

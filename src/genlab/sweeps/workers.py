@@ -1,0 +1,290 @@
+"""Running a study: ``run_sweep`` tops the study up to its budget in one or more worker processes
+(spawned; each exits with its parent), waits for trials running elsewhere, retrains each arm's
+best over the seeds, writes the tables and keeps the study's MLflow parent run; and
+``dashboard_command``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import genlab
+from genlab.errors import ConfigError, SweepFailed
+from genlab.sweeps.context import Context
+from genlab.sweeps.objective import Objective, TrialFailed, retrain
+from genlab.sweeps.space import SweepCfg, study_cfg
+from genlab.sweeps.storage import (
+    consumed,
+    create_study,
+    enqueue_arms,
+    fingerprint,
+    public_url,
+    requeue_interrupted,
+    retrain_tasks,
+    storage_url,
+    study_dir,
+    target,
+)
+from genlab.sweeps.tables import write_tables
+
+
+# ---------------------------------------------------------------- the command
+def run_sweep(
+    params,  # validated Params
+    name: str,  # study name in params.sweeps
+    root: Path,  # project root
+    *,
+    workers: int | None = None,  # processes; None: sweeps.<name>.workers
+    source: tuple[str, list[str]] | None = None,  # (params path, overrides) for worker processes
+) -> dict[str, Any]:
+    """Run (or resume) study ``name`` to its budget, retrain each arm's best over the seeds and
+    write ``reports/sweeps/<name>/``. Returns the tables' paths and the trial counts."""
+    sweep = study_cfg(params, name)  # an unknown or invalid study: ConfigError
+    workers = sweep.workers if workers is None else workers
+    if workers < 1:
+        raise ConfigError(f"--workers = {workers}; allowed: an integer >= 1")
+    if workers > 1 and source is None:
+        raise ConfigError("workers > 1 needs the params file path to start worker processes")
+    _check_inputs(params, sweep, name, root)
+    study_dir(root, name).mkdir(parents=True, exist_ok=True)
+    url = storage_url(sweep, name, root)
+    ctx = Context(params, name, root, f"{name}-{fingerprint(params, name, root)}", url)
+    t_start = time.perf_counter()
+    study = create_study(ctx)
+    parent = _parent_run(study, ctx)
+    try:
+        _run_to_budget(ctx, study, workers, source, parent)
+        study = ctx.open()
+        tasks = retrain_tasks(study, ctx)
+        if tasks:
+            print(f"sweep {name}: retraining the best trial of each arm on seeds {sweep.seeds}")
+            if workers == 1:
+                for number, seed in tasks:
+                    retrain(ctx, number, seed, parent)
+            else:
+                _in_processes(
+                    [("retrain", (ctx.study_name, url, tasks[w::workers], parent, workers))
+                     for w in range(workers) if tasks[w::workers]],
+                    source, name,
+                )  # fmt: skip
+        tables = write_tables(ctx.open(), ctx)
+    except BaseException as e:
+        from genlab import tracking
+
+        run = tracking.reopen(params.tracking, root, parent)
+        run.set_tags({"failure": f"{type(e).__name__}: {e}"[:5000]})
+        run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    _finish_parent(parent, ctx, tables, time.perf_counter() - t_start)
+    return tables
+
+
+def dashboard_command(params, name: str, root: Path, port: int) -> list[str]:
+    """``optuna-dashboard`` bound to 127.0.0.1 on the study's storage."""
+    url = storage_url(study_cfg(params, name), name, root)
+    return ["optuna-dashboard", url, "--host", "127.0.0.1", "--port", str(port)]
+
+
+def _check_inputs(params, sweep: SweepCfg, name: str, root: Path) -> None:
+    """The base's dataset must be prepared, be an image set, and have its evaluator."""
+    from genlab.data import load_prepared
+    from genlab.evaluate import evaluator_path
+
+    dataset = params.variants[sweep.base].dataset
+    _, _, meta = load_prepared(root, dataset)
+    if meta["kind"] != "image":
+        raise ConfigError(
+            f"sweeps.{name}: the base's dataset {dataset!r} is a 2-D point set; the objectives "
+            "(frechet, kid) are computed on evaluator features of an image dataset "
+            "(digits, mnist, fashion_mnist)"
+        )
+    if not evaluator_path(root, dataset).exists():
+        raise FileNotFoundError(
+            f"{evaluator_path(root, dataset)} does not exist; run `genlab fit-evaluator "
+            f"{dataset}` first"
+        )
+
+
+def _run_to_budget(ctx: Context, study, workers: int, source, parent: str | None) -> None:
+    """Run trials until the study holds its budget of finished trials. Trials RUNNING without a
+    live worker (killed elsewhere, within the grace period) are waited for until their heartbeat
+    is stale, then failed, re-queued and run."""
+    import optuna
+
+    sweep, waited = ctx.sweep, 0.0
+    requeued = requeue_interrupted(study)
+    queued = enqueue_arms(study, ctx)
+    first = True
+    while True:
+        optuna.storages.fail_stale_trials(ctx.open())
+        trials = study.get_trials(deepcopy=False)
+        remaining = max(0, target(ctx) - len(consumed(trials)))
+        running = [t.number for t in trials if t.state.name == "RUNNING"]
+        if first:
+            print(
+                f"sweep {ctx.name} (study {ctx.study_name} in {public_url(ctx.url)}): "
+                f"{target(ctx)} trials, {len(consumed(trials))} done or running, {remaining} to "
+                f"run on {workers} worker(s)"
+                + (f", {queued} queued by arm" if queued else "")
+                + (f", interrupted trials {requeued} re-queued" if requeued else ""),
+                flush=True,
+            )  # fmt: skip
+            first = False
+        if remaining > 0:
+            waited = 0.0
+            if workers == 1:
+                run_trials(ctx, remaining, parent)
+            else:
+                _in_processes(
+                    [("trials", (ctx.study_name, ctx.url, n, parent, workers))
+                     for n in split(remaining, workers) if n > 0],
+                    source, ctx.name,
+                )  # fmt: skip
+            continue
+        if not running or waited > sweep.grace + 3 * sweep.heartbeat:
+            if running:
+                print(f"sweep {ctx.name}: trials {running} are still RUNNING elsewhere")
+            return
+        if waited == 0.0:
+            print(
+                f"sweep {ctx.name}: waiting for trials {running} (RUNNING elsewhere; failed and "
+                f"re-queued if silent for {sweep.grace} s)",
+                flush=True,
+            )
+        time.sleep(sweep.heartbeat)
+        waited += sweep.heartbeat
+
+
+# ---------------------------------------------------------------- one worker's trials
+def run_trials(ctx: Context, n: int, parent_run: str | None) -> None:
+    """One worker: at most ``n`` trials on the shared study."""
+    if n <= 0:
+        return
+    study = ctx.open()
+    budget = target(ctx)
+
+    def stop_at_budget(study, trial) -> None:
+        """Workers on other machines share the storage: stop once the study has its trials."""
+        finished = [t for t in consumed(study.get_trials(deepcopy=False)) if t.state.is_finished()]
+        if len(finished) >= budget:
+            study.stop()
+
+    study.optimize(
+        Objective(ctx, parent_run), n_trials=n, catch=(TrialFailed,),
+        callbacks=[_print_trial, stop_at_budget],
+    )  # fmt: skip
+
+
+def _print_trial(study, trial) -> None:
+    value = "" if trial.values is None else " ".join(f"{v:.4g}" for v in trial.values)
+    reason = trial.user_attrs.get("fail_reason", "")
+    steps = trial.user_attrs.get("steps_done", "")
+    print(
+        f"  trial {trial.number:>3} [{trial.user_attrs.get('arm', '?')}] {trial.state.name}"
+        f" {value} (steps {steps}) {reason}".rstrip(),
+        flush=True,
+    )
+
+
+def split(n: int, workers: int) -> list[int]:
+    """``n`` trials over ``workers`` as evenly as possible (sum is exactly n)."""
+    return [n // workers + (i < n % workers) for i in range(workers)]
+
+
+# ---------------------------------------------------------------- processes
+def _worker_main(params_path: str, overrides: list[str], name: str, job: str, args: tuple) -> None:
+    """Entry point of a worker process (spawned: a fresh interpreter, its own torch threads)."""
+    import torch
+
+    from genlab.config import load_params
+
+    _exit_with_parent(os.getppid())
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args[-1]))
+    params = load_params(params_path, overrides)
+    ctx = Context(params, name, Path(params_path).resolve().parent, *args[:2])
+    if job == "trials":
+        run_trials(ctx, *args[2:4])
+    else:
+        for number, seed in args[2]:
+            retrain(ctx, number, seed, args[3])
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose `genlab sweep` died (even by SIGKILL) stops too; its running trial is then
+    failed by the heartbeat check and re-queued."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _in_processes(jobs: list[tuple[str, tuple]], source: tuple[str, list[str]], name: str) -> None:
+    """Run each job in its own spawned process; wait for all; fail if any failed."""
+    mp = multiprocessing.get_context("spawn")
+    procs = [mp.Process(target=_worker_main, args=(*source, name, job, args)) for job, args in jobs]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    except BaseException:
+        for p in procs:
+            p.terminate()
+        raise
+    bad = [i for i, p in enumerate(procs) if p.exitcode != 0]
+    if bad:
+        raise SweepFailed(
+            f"sweep {name}: worker(s) {bad} exited with an error (see above); the finished "
+            "trials are kept: run the sweep again to resume"
+        )
+
+
+# ---------------------------------------------------------------- the MLflow parent run
+def _parent_run(study, ctx: Context) -> str | None:
+    """The study's MLflow parent run: created once, its id kept in the study, reopened on resume."""
+    from genlab import tracking
+
+    run_id = study.user_attrs.get("mlflow_run")
+    if run_id is not None and ctx.params.tracking.enabled:
+        with contextlib.suppress(Exception):  # a store that lost the run: start a new one
+            tracking.Run.start(ctx.params.tracking, ctx.root, name=ctx.name, params={},
+                               tags={}, run_id=run_id)  # fmt: skip
+            return run_id
+    sweep = ctx.sweep
+    run = tracking.Run.start(
+        ctx.params.tracking, ctx.root, name=f"sweep {ctx.name}",
+        params={"study": ctx.study_name, "base": sweep.base, "sampler": sweep.sampler,
+                "pruner": sweep.pruner.name, "steps": sweep.steps, "seeds": sweep.seeds,
+                "objectives": sweep.objectives, "target_trials": target(ctx),
+                "storage": public_url(ctx.url),
+                "space": json.dumps(
+                    {k: v.model_dump(exclude_defaults=True) for k, v in sweep.space.items()})},
+        tags={"sweep": ctx.name, "optuna.study": ctx.study_name, "kind": "sweep",
+              "dataset": ctx.base.dataset, "family": ctx.base.family,
+              "genlab.version": genlab.__version__},
+    )  # fmt: skip
+    if run.run_id is not None:
+        study.set_user_attr("mlflow_run", run.run_id)
+    return run.run_id
+
+
+def _finish_parent(parent: str | None, ctx: Context, tables: dict[str, Any], seconds: float):
+    from genlab import tracking
+
+    run = tracking.reopen(ctx.params.tracking, ctx.root, parent)
+    counts = tables["counts"]
+    run.log_metrics([{"step": 0, **{f"trials_{k}": v for k, v in counts.items()},
+                      "best": tables["best_value"], "sweep_seconds": seconds}])  # fmt: skip
+    for key in ("trials", "table", "expected_best", "best_params", "figure", "importances"):
+        if tables.get(key) is not None and Path(tables[key]).exists():
+            run.log_artifact(Path(tables[key]), "sweep")
+    run.end("FINISHED")
