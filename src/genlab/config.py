@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +31,9 @@ from genlab.data import DATASETS
 from genlab.errors import ConfigError
 from genlab.families import FAMILIES
 from genlab.metrics import METRICS
-from genlab.objectives.fgan import DIVERGENCES
-from genlab.options import Options
+from genlab.options import Declared, Option, Options, declared
 from genlab.registry import Registry
+from genlab.runtime import OptimizerCfg
 
 __all__ = ["ConfigError", "Params", "VariantCfg", "load_params", "validate_params"]
 
@@ -60,29 +61,59 @@ _DATA_MODEL: dict[str, Any] = {}
 
 
 # ---------------------------------------------------------------- training
-class OptimizerCfg(Strict):
-    name: Literal["adam", "rmsprop", "sgd"] = "adam"
-    lr: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
-    weight_decay: float = Field(0.0, ge=0)
+@dataclass(frozen=True)
+class Owner:
+    """A component that reads a variant key: a family, or an arch or loss of a family."""
 
-    @field_validator("betas")
-    @classmethod
-    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not all(0 <= b < 1 for b in v):
-            raise ValueError("each beta must lie in [0, 1)")
-        return v
+    kind: str  # "family", "arch" or "loss"
+    name: str
+    family: str
 
-
-class RegularizerCfg(Strict):
-    weight: float = Field(1.0, ge=0)  # multiplies the penalty (gamma for r1/r2, lambda for GP)
-    every: int = Field(1, ge=1)  # lazy regularisation interval (StyleGAN2)
-    clip: float = Field(0.01, gt=0)  # weight_clip: parameters clamped to [-clip, clip]
-    one_sided: bool = False  # gradient_penalty: penalise only gradient norms above 1
+    def chosen(self, v: Any) -> bool:
+        if self.kind == "family":
+            return v.family == self.name
+        return v.family == self.family and getattr(v, self.kind) == self.name
 
 
-class VariantCfg(Strict):
-    """One trained variant. Keys not given here come from the shared ``train`` section."""
+def _components() -> list[tuple[Owner, Declared]]:
+    """Every registered family, and every arch and loss of each, with what it declares."""
+    out = []
+    for name in FAMILIES.registered():
+        family = FAMILIES.get(name)
+        out.append((Owner("family", name, name), Declared(family.options, family.check)))
+        for kind, registry in (("arch", family.archs), ("loss", family.losses)):
+            for item in registry.registered():
+                out.append((Owner(kind, item, name), declared(registry.get(item))))
+    return out
+
+
+def _options() -> dict[str, tuple[Option, list[Owner]]]:
+    """Variant key -> (its declaration, the components that read it). Components that share a
+    key share its declaration (genlab.nets.base.ATTENTION, ...)."""
+    keys: dict[str, tuple[Option, list[Owner]]] = {}
+    for owner, decl in _components():
+        for key, option in decl.options.items():
+            known, owners = keys.setdefault(key, (option, []))
+            if known is not option and known != option:
+                raise TypeError(f"variant key {key!r} is declared differently by {owner}")
+            owners.append(owner)
+    return keys
+
+
+def _where(option: Option, owners: list[Owner]) -> str:
+    if option.when_doc:
+        return option.when_doc
+    kinds = sorted({o.kind for o in owners})
+    return "; ".join(
+        f"by {kind}: {', '.join(sorted({o.name for o in owners if o.kind == kind}))}"
+        for kind in kinds
+    )
+
+
+class VariantBase(Strict):
+    """One trained variant: the keys every family reads. The keys its family, arch and loss read
+    are added from their declarations (``VariantCfg``). Keys not given here come from the shared
+    ``train`` section."""
 
     dataset: str
     family: str  # a registered family (genlab.families)
@@ -90,41 +121,12 @@ class VariantCfg(Strict):
     loss: str | None = Field(None, validate_default=True)  # None: the family default
     latent_dim: int = Field(64, ge=1)
     width: int | None = Field(None, ge=1)  # architecture's base width; None = the arch default
-    depth: int = Field(3, ge=1)  # hidden layers of MLPs
-    d_norm: Literal["batch", "none"] = "batch"  # dcgan D's normalisation (none for WGAN-GP)
-    beta: float = Field(1.0, ge=0)  # elbo: weight of the KL term
-    divergence: str = "gan"  # fgan: the f-divergence (Nowozin et al. 2016, table 1)
-    ls_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)  # least_squares: a, b, c
-    margin: float = Field(1.0, gt=0)  # energy: EBGAN margin m
-    pull_away: float = Field(0.0, ge=0)  # energy: weight of the pulling-away term
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
-    # conditioning on the class label (Mirza & Osindero 2014): how the label enters G and D
-    g_condition: Literal["none", "concat", "embed", "cbn"] = "none"
-    d_condition: Literal["none", "concat", "embed", "projection"] = "none"
-    conditional: bool = False  # vae: conditional VAE; vqvae: the prior is conditioned on y
-    info_categorical: int = Field(0, ge=0)  # InfoGAN: classes of the categorical code (0 = none)
-    info_continuous: int = Field(0, ge=0)  # InfoGAN: continuous codes
-    info_weight: float = Field(1.0, ge=0)  # InfoGAN: lambda of the categorical code's MI bound
-    info_weight_continuous: float = Field(0.1, ge=0)  # InfoGAN: lambda of the continuous codes'
-    attention: int = Field(0, ge=0)  # SAGAN self-attention at this image side (0 = none)
-    style_mode: Literal["adain", "demod"] = "demod"  # style: AdaIN (StyleGAN) or StyleGAN2
-    mapping_depth: int = Field(4, ge=1)  # style: layers of the mapping MLP z -> w
-    style_mixing: float = Field(0.9, ge=0, le=1)  # style: probability of mixing two styles
-    truncation: float = Field(1.0, ge=0, le=1)  # style: psi of w = w_avg + psi (w - w_avg)
-    phase_steps: int = Field(500, ge=1)  # progressive: steps of each fade-in and stable phase
-    codebook_size: int = Field(64, ge=2)  # vqvae: codes K
-    commitment: float = Field(0.25, ge=0)  # vqvae: beta of the commitment loss
-    restart_every: int = Field(100, ge=0)  # vqvae: restart dead codes every k steps (0 = off)
-    prior_steps: int = Field(1000, ge=1)  # vqvae: the last prior_steps train the prior
-    regularizers: dict[str, RegularizerCfg] = Field(default_factory=dict)
-    d_steps: int = Field(1, ge=1)  # D updates before each G update (the lecture's k)
     steps: int = Field(3000, ge=1)
     batch_size: int = Field(128, ge=1)
     log_every: int = Field(50, ge=1)
     checkpoint_every: int = Field(500, ge=1)
     optimizer: OptimizerCfg = OptimizerCfg()
-    optimizer_d: OptimizerCfg | None = None  # D's optimizer; None = same as ``optimizer``
-    ema: float = Field(0.0, ge=0, lt=1)  # EMA decay of G's weights; 0 = off
+    ema: float = Field(0.0, ge=0, lt=1)  # EMA decay of the generator's weights; 0 = off
     precision: Literal["fp32", "bf16"] = "fp32"
 
     @field_validator("dataset")
@@ -137,117 +139,77 @@ class VariantCfg(Strict):
     def _family_known(cls, v: str) -> str:
         return _check_name(FAMILIES, v)
 
-    @field_validator("divergence")
-    @classmethod
-    def _divergence_known(cls, v: str) -> str:
-        return _check_name(DIVERGENCES, v)
-
-    @field_validator("arch", "loss", "regularizers")
+    @field_validator("arch", "loss")
     @classmethod
     def _names_fit_family(cls, v: Any, info: ValidationInfo) -> Any:
-        """arch, loss and regularisers are looked up in the registries of the variant's family."""
+        """arch and loss are looked up in the registries of the variant's family."""
         if "family" not in info.data:  # the family itself is invalid and reported already
             return v
         family = FAMILIES.get(info.data["family"])
         if info.field_name == "arch":
             return _check_name(family.archs, v)
-        if info.field_name == "loss":
-            return _check_name(family.losses, family.default_loss if v is None else v)
-        for name, reg in v.items():
-            _check_name(family.regularizers, name)
-            reads = REGULARIZER_KEYS.get(name, {"weight", "every"})
-            unused = sorted(
-                key for key in reg.model_fields_set - reads
-                if getattr(reg, key) != RegularizerCfg.model_fields[key].default
-            )  # fmt: skip
-            if unused:
-                raise ValueError(
-                    f"regularizer {name!r} does not use {', '.join(unused)}; "
-                    f"it reads {', '.join(sorted(reads)) or 'nothing'}"
-                )
-        return v
+        return _check_name(family.losses, family.default_loss if v is None else v)
 
     @model_validator(mode="after")
-    def _no_key_that_does_nothing(self) -> VariantCfg:
-        """A key set away from its default where it has no effect is an error, not a no-op."""
-        for key, (applies, where) in RELEVANT.items():
-            default = VariantCfg.model_fields[key].get_default(call_default_factory=True)
-            if getattr(self, key) != default and not applies(self):
+    def _declared_rules(self) -> VariantBase:
+        """No key set away from its default where it has no effect, then each chosen
+        component's rule."""
+        for key, (option, owners) in OPTIONS.items():
+            value = getattr(self, key)
+            applies = any(o.chosen(self) for o in owners) and (
+                option.when is None or option.when(self)
+            )
+            if value != option.default_value() and not applies:
                 raise ValueError(
-                    f"{key} = {getattr(self, key)!r} has no effect here; it is read {where}"
+                    f"{key} = {value!r} has no effect here; it is read {_where(option, owners)}"
                 )
-        if self.loss == "energy" and not self.arch.endswith("_ae"):
-            raise ValueError(
-                f"loss 'energy' needs an autoencoder discriminator; arch = {self.arch!r}, "
-                "allowed: dcgan_ae, mlp_ae"
-            )
-        if (
-            "gradient_penalty" in self.regularizers
-            and self.arch in ("dcgan", "style")
-            and self.d_norm != "none"
-        ):
-            raise ValueError(
-                "gradient_penalty on a batch-normalised critic: the per-sample gradient then "
-                "depends on the batch (Gulrajani et al. 2017, sec. 4); set d_norm: none"
-            )
-        if (self.g_condition == "none") != (self.d_condition == "none"):
-            raise ValueError(
-                f"g_condition = {self.g_condition!r} and d_condition = {self.d_condition!r}: "
-                "a conditional GAN conditions both G and D on the label (or neither)"
-            )
-        if self.g_condition != "none" and self.info_categorical + self.info_continuous:
-            raise ValueError("InfoGAN codes (info_*) and label conditioning do not combine here")
-        if self.family == "vqvae" and self.prior_steps >= self.steps:
-            raise ValueError(
-                f"prior_steps = {self.prior_steps} must be below steps = {self.steps}: the first "
-                "steps - prior_steps steps train the VQ-VAE, the rest its prior"
-            )
-        if self.ls_targets[0] == self.ls_targets[1]:
-            raise ValueError("ls_targets: a (fake) and b (real) must differ or D learns nothing")
+        for owner, decl in _components():
+            if decl.check is not None and owner.chosen(self):
+                decl.check(self)
         return self
 
 
-# which keys each regulariser reads (the others must stay at their defaults)
-REGULARIZER_KEYS = {
-    "weight_clip": {"clip"},
-    "spectral_norm": set(),
-    "gradient_penalty": {"weight", "every", "one_sided"},
-}
+def _regularizers_of_family(cls, v: dict, info: ValidationInfo) -> dict:
+    """Regularisers of the variant's family, each given only the keys it reads."""
+    if "family" not in info.data:  # the family itself is invalid and reported already
+        return v
+    registry = FAMILIES.get(info.data["family"]).regularizers
+    for name, reg in v.items():
+        reads = registry.get(name).reads  # raises UnknownNameError listing the allowed names
+        unused = sorted(
+            key for key in reg.model_fields_set - reads
+            if getattr(reg, key) != type(reg).model_fields[key].default
+        )  # fmt: skip
+        if unused:
+            raise ValueError(
+                f"regularizer {name!r} does not use {', '.join(unused)}; "
+                f"it reads {', '.join(sorted(reads)) or 'nothing'}"
+            )
+    return v
 
-# variant key -> (does it apply to this variant?, where it is read)
-RELEVANT = {
-    "margin": (lambda v: v.loss == "energy", "by loss: energy"),
-    "pull_away": (lambda v: v.loss == "energy", "by loss: energy"),
-    "divergence": (lambda v: v.loss == "fgan", "by loss: fgan"),
-    "ls_targets": (lambda v: v.loss == "least_squares", "by loss: least_squares"),
-    "beta": (lambda v: v.family == "vae", "by family: vae"),
-    "likelihood": (lambda v: v.family == "vae", "by family: vae"),
-    "d_steps": (lambda v: v.family == "gan", "by family: gan"),
-    "optimizer_d": (lambda v: v.family == "gan", "by family: gan"),
-    "regularizers": (lambda v: v.family == "gan", "by family: gan"),
-    "d_norm": (lambda v: v.arch in ("dcgan", "style"), "by arch: dcgan, style"),
-    "g_condition": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
-    "d_condition": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
-    "conditional": (lambda v: v.family in ("vae", "vqvae"), "by family: vae, vqvae"),
-    "info_categorical": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
-    "info_continuous": (lambda v: v.arch == "dcgan", "by arch: dcgan"),
-    "info_weight": (lambda v: v.info_categorical > 0, "when info_categorical > 0"),
-    "info_weight_continuous": (lambda v: v.info_continuous > 0, "when info_continuous > 0"),
-    "attention": (
-        lambda v: v.arch in ("dcgan", "style", "progressive"),
-        "by arch: dcgan, style, progressive",
-    ),
-    "style_mode": (lambda v: v.arch == "style", "by arch: style"),
-    "mapping_depth": (lambda v: v.arch == "style", "by arch: style"),
-    "style_mixing": (lambda v: v.arch == "style", "by arch: style"),
-    "truncation": (lambda v: v.arch == "style", "by arch: style"),
-    "phase_steps": (lambda v: v.arch == "progressive", "by arch: progressive"),
-    "codebook_size": (lambda v: v.family == "vqvae", "by family: vqvae"),
-    "commitment": (lambda v: v.family == "vqvae", "by family: vqvae"),
-    "restart_every": (lambda v: v.family == "vqvae", "by family: vqvae"),
-    "prior_steps": (lambda v: v.family == "vqvae", "by family: vqvae"),
-    "depth": (lambda v: v.arch in ("mlp", "mlp_ae"), "by arch: mlp, mlp_ae"),
-}
+
+def _validators() -> dict[str, Any]:
+    """Field validators of the declared keys: names from a registry, the regularisers."""
+    out: dict[str, Any] = {}
+    for key, (option, _) in OPTIONS.items():
+        if option.names is not None:
+            registry = option.names
+            out[f"_{key}_known"] = field_validator(key)(
+                lambda cls, v, registry=registry: _check_name(registry, v)
+            )
+    if "regularizers" in OPTIONS:
+        out["_regularizers_fit"] = field_validator("regularizers")(_regularizers_of_family)
+    return out
+
+
+OPTIONS = _options()
+VariantCfg = create_model(
+    "VariantCfg",
+    __base__=VariantBase,
+    __module__=__name__,
+    __validators__=_validators(),
+    **{key: (option.type, option.default) for key, (option, _) in OPTIONS.items()},
+)
 
 
 class SampleCfg(Strict):

@@ -6,13 +6,15 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import field_validator
 from torch import nn
 
 from genlab.errors import ConfigError, TrainingDiverged
+from genlab.options import Field, Options
 
 
 def resolve_device(name: str) -> torch.device:
@@ -39,7 +41,21 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+class OptimizerCfg(Options):
+    name: Literal["adam", "rmsprop", "sgd"] = "adam"
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("each beta must lie in [0, 1)")
+        return v
+
+
+def make_optimizer(params, cfg: OptimizerCfg) -> torch.optim.Optimizer:
     """Optimizer by name from an ``OptimizerCfg``."""
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -75,6 +91,7 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
 
 
 __all__ = [
+    "OptimizerCfg",
     "TrainingDiverged",
     "autocast",
     "configure_determinism",

@@ -14,7 +14,9 @@ The contract, in the order the pipeline uses it:
 - ``metrics``: the family-only metrics that apply to it (generic metrics choose themselves by
   the dataset's field kinds);
 - ``sections`` and ``section(cfg)``: where the report lists a variant, and what that section
-  shows.
+  shows;
+- ``options``: the variant keys the family itself reads (its archs and losses declare theirs
+  with ``genlab.options.declare``), and ``check``: a rule between keys.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from genlab.options import Option
 from genlab.registry import Registry
+
+CONDITIONAL = Option(bool, False)  # conditioned on the class label (several families read it)
 
 
 class Trainer(Protocol):
@@ -91,6 +96,8 @@ class Family:
     metrics: tuple[str, ...] = ()  # family-only metrics (see genlab.metrics.scores)
     sections: dict[str, str] = field(default_factory=dict)  # report section -> what it shows
     section: Callable[[dict], str] | None = None  # variant config (dict) -> its section
+    options: dict[str, Option] = field(default_factory=dict)  # the variant keys it reads
+    check: Callable[[Any], None] | None = None  # whole-variant rule (raises ValueError)
 
     def build(self, meta: dict, cfg: Any) -> dict[str, nn.Module]:
         """Every network of a variant, by key: ``nets(meta, cfg)``, or the arch's builder."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from genlab.nets.base import GAN_ARCHS, dcgan_init, require_kind
+from genlab.nets.base import DEPTH, GAN_ARCHS, dcgan_init, require_kind
 from genlab.nets.dcgan import Discriminator, Generator
 from genlab.nets.mlp import mlp
+from genlab.options import declare
 
 
 class AutoencoderDiscriminator(nn.Module):
@@ -51,6 +52,7 @@ def build_dcgan_ae(meta: dict, cfg) -> dict[str, nn.Module]:
 
 
 @GAN_ARCHS.register("mlp_ae")
+@declare(depth=DEPTH)
 def build_mlp_ae(meta: dict, cfg) -> dict[str, nn.Module]:
     """MLP generator; D = MLP encoder to a ``latent_dim`` code + MLP decoder, for 2-D points."""
     require_kind("mlp_ae", meta, "points")

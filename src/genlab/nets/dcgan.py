@@ -10,10 +10,21 @@ outputs the s x s feature maps (in G and D); with 0 the layers are exactly those
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from genlab.nets.attention import SelfAttention, attention_position
-from genlab.nets.base import GAN_ARCHS, dcgan_init, require_kind, upsampling_plan
+from genlab.nets.base import (
+    ATTENTION,
+    D_NORM,
+    GAN_ARCHS,
+    dcgan_init,
+    per_sample_critic,
+    require_kind,
+    upsampling_plan,
+)
+from genlab.options import Field, Option, declare
 
 
 def up_block(ch_in: int, ch_out: int, **conv) -> list[nn.Module]:
@@ -103,7 +114,33 @@ class Discriminator(nn.Module):
         return self.net(x).flatten(1).squeeze(1)
 
 
+def _dcgan_rules(v) -> None:
+    if (v.g_condition == "none") != (v.d_condition == "none"):
+        raise ValueError(
+            f"g_condition = {v.g_condition!r} and d_condition = {v.d_condition!r}: "
+            "a conditional GAN conditions both G and D on the label (or neither)"
+        )
+    if v.g_condition != "none" and v.info_categorical + v.info_continuous:
+        raise ValueError("InfoGAN codes (info_*) and label conditioning do not combine here")
+    per_sample_critic(v)
+
+
 @GAN_ARCHS.register("dcgan")
+@declare(
+    d_norm=D_NORM,
+    attention=ATTENTION,
+    # conditioning on the class label (Mirza & Osindero 2014): how the label enters G and D
+    g_condition=Option(Literal["none", "concat", "embed", "cbn"], "none"),
+    d_condition=Option(Literal["none", "concat", "embed", "projection"], "none"),
+    # InfoGAN (Chen et al. 2016): codes and the lambdas of their mutual-information bounds
+    info_categorical=Option(int, Field(0, ge=0)),  # classes of the categorical code (0 = none)
+    info_continuous=Option(int, Field(0, ge=0)),  # continuous codes
+    info_weight=Option(float, Field(1.0, ge=0), when=lambda v: v.info_categorical > 0,
+                       when_doc="when info_categorical > 0"),
+    info_weight_continuous=Option(float, Field(0.1, ge=0), when=lambda v: v.info_continuous > 0,
+                                  when_doc="when info_continuous > 0"),
+    check=_dcgan_rules,
+)  # fmt: skip
 def build_dcgan(meta: dict, cfg) -> dict[str, nn.Module]:
     require_kind("dcgan", meta, "image")
     channels, size, _ = meta["shape"]

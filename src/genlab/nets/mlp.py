@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from genlab.nets.base import GAN_ARCHS, require_kind
+from genlab.nets.base import DEPTH, GAN_ARCHS, require_kind
+from genlab.options import declare
 
 
 def mlp(dim_in: int, dim_out: int, width: int, depth: int, act: type[nn.Module]) -> nn.Sequential:
@@ -27,6 +28,7 @@ class Critic(nn.Module):
 
 
 @GAN_ARCHS.register("mlp")
+@declare(depth=DEPTH)
 def build_mlp(meta: dict, cfg) -> dict[str, nn.Module]:
     require_kind("mlp", meta, "points")
     width = cfg.width or 128

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.nets.attention import SelfAttention, attention_position
-from genlab.nets.base import GAN_ARCHS, require_kind, upsampling_plan
+from genlab.nets.base import ATTENTION, GAN_ARCHS, require_kind, upsampling_plan
 from genlab.nets.style import pixel_norm
+from genlab.options import Field, Option, declare
 
 
 def growth_state(step: int, phase_steps: int, n: int) -> tuple[int, float]:
@@ -194,6 +195,7 @@ class ProgressiveDiscriminator(_Growing):
 
 
 @GAN_ARCHS.register("progressive")
+@declare(attention=ATTENTION, phase_steps=Option(int, Field(500, ge=1)))  # steps of each phase
 def build_progressive(meta: dict, cfg) -> dict[str, nn.Module]:
     """ProGAN G and D growing from s0 x s0 to the dataset's side."""
     require_kind("progressive", meta, "image")

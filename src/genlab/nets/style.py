@@ -18,14 +18,24 @@ D for arch ``style`` is the DCGAN discriminator (normalisation from ``d_norm``).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.nets.attention import SelfAttention, attention_position
-from genlab.nets.base import GAN_ARCHS, dcgan_init, require_kind, upsampling_plan
+from genlab.nets.base import (
+    ATTENTION,
+    D_NORM,
+    GAN_ARCHS,
+    dcgan_init,
+    per_sample_critic,
+    require_kind,
+    upsampling_plan,
+)
 from genlab.nets.dcgan import Discriminator
+from genlab.options import Field, Option, declare
 
 W_AVG_DECAY = 0.995  # StyleGAN2's w_avg_beta
 
@@ -257,6 +267,15 @@ class StyleGenerator(nn.Module):
 
 
 @GAN_ARCHS.register("style")
+@declare(
+    d_norm=D_NORM,
+    attention=ATTENTION,
+    style_mode=Option(Literal["adain", "demod"], "demod"),  # AdaIN (StyleGAN) or StyleGAN2
+    mapping_depth=Option(int, Field(4, ge=1)),  # layers of the mapping MLP z -> w
+    style_mixing=Option(float, Field(0.9, ge=0, le=1)),  # probability of mixing two styles
+    truncation=Option(float, Field(1.0, ge=0, le=1)),  # psi of w = w_avg + psi (w - w_avg)
+    check=per_sample_critic,
+)
 def build_style(meta: dict, cfg) -> dict[str, nn.Module]:
     """StyleGAN/StyleGAN2-like generator; DCGAN discriminator (``d_norm``, ``attention``)."""
     require_kind("style", meta, "image")

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.objectives.gan import GAN_LOSSES, GANLoss, Stats, mean_outputs
+from genlab.options import Option, declare, option_default
 from genlab.registry import Registry
 
 LOG2 = math.log(2.0)
@@ -192,6 +193,7 @@ for _d in (
 
 
 @GAN_LOSSES.register("fgan")
+@declare(divergence=Option(str, "gan", names=DIVERGENCES))  # Nowozin et al. 2016, table 1
 class FGAN(GANLoss):
     """f-GAN loss (Nowozin et al. 2016) for the divergence ``cfg.divergence`` (default "gan").
 
@@ -204,7 +206,9 @@ class FGAN(GANLoss):
 
     def __init__(self, cfg=None, divergence: str | None = None) -> None:
         super().__init__(cfg)
-        name = divergence if divergence is not None else getattr(cfg, "divergence", "gan")
+        if divergence is None:
+            divergence = cfg.divergence if cfg is not None else option_default(self, "divergence")
+        name = divergence
         self.divergence: Divergence = DIVERGENCES.get(name)
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:

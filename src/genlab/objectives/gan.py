@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from genlab.options import Field, Option, declare, option_default
 from genlab.registry import Registry
 
 GAN_LOSSES: Registry = Registry("loss")
@@ -77,7 +78,13 @@ class Wasserstein(GANLoss):
         return -d_fake.mean(), {}
 
 
+def _targets_differ(v) -> None:
+    if v.ls_targets[0] == v.ls_targets[1]:
+        raise ValueError("ls_targets: a (fake) and b (real) must differ or D learns nothing")
+
+
 @GAN_LOSSES.register("least_squares")
+@declare(ls_targets=Option(tuple[float, float, float], (0.0, 1.0, 1.0)), check=_targets_differ)
 class LeastSquares(GANLoss):
     """LSGAN (Mao et al. 2017, eq. 2) with targets a (fake), b (real) for D and c for G:
     D minimises 1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2], G minimises 1/2 E[(D(G(z)) - c)^2].
@@ -85,7 +92,8 @@ class LeastSquares(GANLoss):
 
     def __init__(self, cfg=None) -> None:
         super().__init__(cfg)
-        self.a, self.b, self.c = getattr(cfg, "ls_targets", (0.0, 1.0, 1.0))
+        targets = cfg.ls_targets if cfg is not None else option_default(self, "ls_targets")
+        self.a, self.b, self.c = targets
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
         loss = 0.5 * (d_real - self.b).pow(2).mean() + 0.5 * (d_fake - self.a).pow(2).mean()
@@ -108,7 +116,20 @@ class Hinge(GANLoss):
         return -d_fake.mean(), {}
 
 
+def _needs_autoencoder(v) -> None:
+    if not v.arch.endswith("_ae"):
+        raise ValueError(
+            f"loss 'energy' needs an autoencoder discriminator; arch = {v.arch!r}, "
+            "allowed: dcgan_ae, mlp_ae"
+        )
+
+
 @GAN_LOSSES.register("energy")
+@declare(
+    margin=Option(float, Field(1.0, gt=0)),  # EBGAN margin m
+    pull_away=Option(float, Field(0.0, ge=0)),  # weight of the pulling-away term
+    check=_needs_autoencoder,
+)
 class Energy(GANLoss):
     """EBGAN (Zhao et al. 2017, eqs. 1-2): D is an autoencoder whose reconstruction error is the
     energy; D minimises E[D(x)] + E[max(0, m - D(G(z)))], G minimises E[D(G(z))] plus, with weight
@@ -116,8 +137,8 @@ class Energy(GANLoss):
 
     def __init__(self, cfg=None) -> None:
         super().__init__(cfg)
-        self.margin = getattr(cfg, "margin", 1.0)
-        self.pull_away = getattr(cfg, "pull_away", 0.0)
+        self.margin = cfg.margin if cfg is not None else option_default(self, "margin")
+        self.pull_away = cfg.pull_away if cfg is not None else option_default(self, "pull_away")
         self.D: torch.nn.Module | None = None
 
     def setup(self, G: torch.nn.Module, D: torch.nn.Module) -> None:

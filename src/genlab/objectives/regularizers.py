@@ -12,18 +12,31 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from genlab.options import Field, Options
 from genlab.registry import Registry
 
 GAN_REGULARIZERS: Registry = Registry("regularizer")
 
 
+class RegularizerOptions(Options):
+    """``regularizers.<name>`` in a variant; each regulariser ``reads`` some of these keys, the
+    others must stay at their defaults."""
+
+    weight: float = Field(1.0, ge=0)  # multiplies the penalty (gamma for r1/r2, lambda for GP)
+    every: int = Field(1, ge=1)  # lazy regularisation interval (StyleGAN2)
+    clip: float = Field(0.01, gt=0)  # weight_clip: parameters clamped to [-clip, clip]
+    one_sided: bool = False  # gradient_penalty: penalise only gradient norms above 1
+
+
 class Regularizer:
-    """No-op hooks; subclasses override what they need. ``cfg`` is the RegularizerCfg."""
+    """No-op hooks; subclasses override what they need. ``cfg``: its RegularizerOptions."""
 
     has_penalty = True
+    reads: frozenset[str] = frozenset({"weight", "every"})  # the options it uses
+    per_sample = False  # True: its penalty needs per-sample gradients (no batch norm in D)
 
-    def __init__(self, cfg=None) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: RegularizerOptions | None = None) -> None:
+        self.cfg = cfg if cfg is not None else RegularizerOptions()
 
     def setup(self, D: nn.Module) -> None: ...
 
@@ -67,12 +80,15 @@ class GradientPenalty(Regularizer):
     """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(||grad D(x_hat)|| - 1)^2] on x_hat = a x + (1 - a)
     G(z), a ~ U[0, 1]; ``one_sided: true`` penalises only norms above 1, E[max(0, ||.|| - 1)^2]."""
 
+    reads = frozenset({"weight", "every", "one_sided"})
+    per_sample = True  # Gulrajani et al. 2017, sec. 4: no batch norm in the critic
+
     def penalty(self, D, real, fake, noise=None):
         shape = (len(real),) + (1,) * (real.dim() - 1)
         alpha = torch.rand(shape, generator=noise, device=real.device, dtype=real.dtype)
         norm = grad_norm_at(D, alpha * real.detach() + (1 - alpha) * fake.detach())
         excess = norm - 1
-        if getattr(self.cfg, "one_sided", False):
+        if self.cfg.one_sided:
             excess = excess.clamp(min=0)
         return excess.pow(2).mean(), {"gp_grad_norm": norm.detach().mean().item()}
 
@@ -83,10 +99,11 @@ class WeightClip(Regularizer):
     [-c, c] after each D update; ``clip`` is c (0.01 in the paper)."""
 
     has_penalty = False
+    reads = frozenset({"clip"})
 
     @torch.no_grad()
     def after_step(self, D: nn.Module) -> None:
-        c = getattr(self.cfg, "clip", 0.01)
+        c = self.cfg.clip
         for p in D.parameters():
             p.clamp_(-c, c)
 
@@ -99,6 +116,7 @@ class SpectralNorm(Regularizer):
     (PyTorch's ``torch.nn.utils.parametrizations.spectral_norm``)."""
 
     has_penalty = False
+    reads: frozenset[str] = frozenset()
 
     def setup(self, D: nn.Module) -> None:
         layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)

@@ -13,7 +13,9 @@ from genlab.families.gan.trainer import GANTrainer
 from genlab.families.latent import LatentSampler
 from genlab.nets import GAN_ARCHS
 from genlab.objectives import GAN_LOSSES
-from genlab.objectives.regularizers import GAN_REGULARIZERS
+from genlab.objectives.regularizers import GAN_REGULARIZERS, RegularizerOptions
+from genlab.options import Field, Option
+from genlab.runtime import OptimizerCfg
 
 
 def sampler(modules: dict[str, nn.Module], cfg, meta: dict) -> LatentSampler:
@@ -64,5 +66,10 @@ GAN = register(
         metrics=("info",),
         sections=SECTIONS,
         section=section,
+        options={
+            "d_steps": Option(int, Field(1, ge=1)),  # D updates before each G update (the k)
+            "optimizer_d": Option(OptimizerCfg | None, None),  # D's; None = ``optimizer``
+            "regularizers": Option(dict[str, RegularizerOptions], Field(default_factory=dict)),
+        },
     )
 )

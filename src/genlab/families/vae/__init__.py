@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from genlab.families.base import Family, register
+from typing import Literal
+
+from genlab.families.base import CONDITIONAL, Family, register
 from genlab.families.latent import sampler_of
 from genlab.families.vae import metrics  # noqa: F401  (registers the VAE-only metrics)
 from genlab.families.vae.figures import vae_figures
 from genlab.families.vae.trainer import VAETrainer
 from genlab.nets import VAE_ARCHS
 from genlab.objectives import VAE_LOSSES
+from genlab.options import Field, Option
 
 VAE = register(
     Family(
@@ -21,6 +24,11 @@ VAE = register(
         generator="vae",
         figures=vae_figures,
         metrics=("elbo", "iwae"),
+        options={
+            "beta": Option(float, Field(1.0, ge=0)),  # weight of the KL term (beta-VAE)
+            "likelihood": Option(Literal["bernoulli", "gaussian"], "bernoulli"),
+            "conditional": CONDITIONAL,  # conditional VAE: the label enters encoder and decoder
+        },
         sections={
             "VAE family": "VAE, beta-VAE and conditional VAE: ELBO and importance-sampled test "
             "NLL, latent traversals and image editing."

@@ -4,11 +4,21 @@ code position, through the prior's inverse CDF)."""
 
 from __future__ import annotations
 
-from genlab.families.base import Family, register
+from genlab.families.base import CONDITIONAL, Family, register
 from genlab.families.latent import latent_figures, sampler_of
 from genlab.families.vqvae import metrics  # noqa: F401  (registers the VQ-VAE metrics)
 from genlab.families.vqvae.trainer import VQVAETrainer
 from genlab.nets.vqvae import VQ_ARCHS, VQ_LOSSES
+from genlab.options import Field, Option
+
+
+def _prior_after_autoencoder(v) -> None:
+    if v.prior_steps >= v.steps:
+        raise ValueError(
+            f"prior_steps = {v.prior_steps} must be below steps = {v.steps}: the first "
+            "steps - prior_steps steps train the VQ-VAE, the rest its prior"
+        )
+
 
 VQVAE = register(
     Family(
@@ -21,6 +31,14 @@ VQVAE = register(
         generator="vae",
         figures=latent_figures,
         metrics=("vq",),
+        options={
+            "conditional": CONDITIONAL,  # the prior is conditioned on the label
+            "codebook_size": Option(int, Field(64, ge=2)),  # codes K
+            "commitment": Option(float, Field(0.25, ge=0)),  # beta of the commitment loss
+            "restart_every": Option(int, Field(100, ge=0)),  # restart dead codes (0 = off)
+            "prior_steps": Option(int, Field(1000, ge=1)),  # the last prior_steps train the prior
+        },
+        check=_prior_after_autoencoder,
         sections={
             "VQ-VAE with an autoregressive prior": "Discrete codes (codebook, commitment, "
             "straight-through gradient, dead-code restart) and a small causal transformer prior "
