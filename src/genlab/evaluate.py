@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genlab.data import load_prepared
+from genlab.data import field_kind, load_prepared
 from genlab.families import FAMILIES
 from genlab.io import torch_save, write_json
 from genlab.metrics import Context, fit_evaluator, load_evaluator, save_evaluator, score
@@ -87,7 +87,7 @@ def fit_evaluator_stage(params, dataset: str, root: Path) -> dict[str, Any]:
     train, test, meta = load_prepared(root, dataset)
     out: dict[str, Any] = {"dataset": dataset, "test_accuracy": None}
     path = evaluator_path(root, dataset)
-    if meta["kind"] == "image":
+    if field_kind(meta) == "image":
         cfg = params.evaluator
         net, stats = fit_evaluator(
             train, test, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,

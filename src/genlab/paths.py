@@ -65,5 +65,9 @@ class Paths:
     def toys(self) -> Path:
         return self.reports / "toys"
 
+    @property
+    def report_figures(self) -> Path:
+        return self.reports / "figures"
+
     def study_dir(self, study: str) -> Path:
         return self.reports / "sweeps" / study

@@ -158,17 +158,16 @@ def _comparison(
     return df, accuracy
 
 
-FIGURES = {  # samples/<variant>/<kind>.png -> caption (genlab.figures explains each)
-    "grid": "samples",
-    "interpolation": "interpolation",
-    "classes": "one class per row, same noise per column",
-    "traversal": "latent traversals: one dimension per row (largest KL first), -3 to 3",
-    "editing": "editing: test image, reconstruction, then the top latent dimension set to -3 .. 3",
-    "truncation": "truncation: psi = 1, 0.8, ..., 0 along each row",
-    "mixing": "style mixing: coarse styles from the row, fine styles from the column",
-    "arithmetic": "vector arithmetic: rows a, b, c (3 samples + mean latent); "
-    "row 4: a - b + c and 3 noisy neighbours",
-}
+FIGURES = {"curves": "training curves", "grid": "samples", "interpolation": "interpolation"}
+
+
+def _caption_of(family: str | None, stem: str) -> tuple[int, str]:
+    """(position, caption) of samples/<variant>/<stem>.png: the stage's own figures first, then
+    the family's (genlab.families.*.captions), then any other by name."""
+    if stem in FIGURES:
+        return list(FIGURES).index(stem), FIGURES[stem]
+    found = FAMILIES.get(family).caption(stem) if family in FAMILIES else None
+    return (len(FIGURES) + found[0], found[1]) if found else (99, stem)
 
 
 def sections() -> dict[str, str]:
@@ -187,7 +186,7 @@ def section_of(cfg: dict) -> str:
 
 def _figures(root: Path, variants: dict[str, dict]) -> dict[str, dict[str, str]]:
     """Render curves and copy samples into reports/figures; returns relative paths per variant."""
-    out_dir = root / "reports" / "figures"
+    out_dir = Paths(root).report_figures
     figures: dict[str, dict[str, str]] = {}
     for v in variants:
         figures[v] = {}
@@ -196,18 +195,15 @@ def _figures(root: Path, variants: dict[str, dict]) -> dict[str, dict[str, str]]
             training_curves_figure(csv_path, out_dir / f"{v}_curves.png", title=v)
             figures[v]["curves"] = f"figures/{v}_curves.png"
         pngs = sorted(Paths(root).samples_dir(v).glob("*.png"))
-        order = list(FIGURES)
-        for src in sorted(pngs, key=lambda p: (order.index(p.stem) if p.stem in order else 99,
-                                                p.stem)):  # fmt: skip
+        family = variants[v].get("family")
+        for src in sorted(pngs, key=lambda p: (_caption_of(family, p.stem)[0], p.stem)):
             _copy(src, out_dir / f"{v}_{src.name}")
             figures[v][src.stem] = f"figures/{v}_{src.name}"
     return figures
 
 
-def _caption(kind: str) -> str:
-    if kind.startswith("traversal_c"):
-        return f"InfoGAN continuous code {kind.removeprefix('traversal_c')} from -1 to 1"
-    return FIGURES.get(kind, "training curves" if kind == "curves" else kind)
+def _caption(kind: str, family: str | None) -> str:
+    return _caption_of(family, kind)[1]
 
 
 def _readme(
@@ -240,7 +236,9 @@ def _readme(
             arch = f", arch {cfg['arch']}" if cfg.get("arch") else ""
             lines += ["", f"### {v}", "", f"{cfg['family']} on {cfg['dataset']}{arch}, "
                       f"loss {cfg['loss']}."]  # fmt: skip
-            lines += [""] + [f"- [{_caption(k)}]({p})" for k, p in figures[v].items()]
+            lines += [""] + [
+                f"- [{_caption(k, cfg['family'])}]({p})" for k, p in figures[v].items()
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -275,7 +273,8 @@ def _html(
                 css = classes.get(kind, "pixel grid")
                 parts.append(
                     f'<figure><img class="{css}" src="{esc(path)}" alt="{esc(v)} {kind}">'
-                    f"<figcaption>{esc(_caption(kind))}</figcaption></figure>"
+                    f"<figcaption>{esc(_caption(kind, variants[v]['family']))}</figcaption>"
+                    "</figure>"
                 )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -351,7 +350,7 @@ def write_report(root: Path, variants: dict[str, dict], sweeps: list[str] = ()) 
     """Write reports/comparison.csv, README.md, index.html and figures/ under `root`; the toys'
     tables in reports/toys/ and the sweeps' in reports/sweeps/ get sections of their own."""
     root = Path(root)
-    reports = root / "reports"
+    reports = Paths(root).reports
     df, accuracy = _comparison(root, variants)
     figures = _figures(root, variants)
     table = df.map(_fmt)

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from genlab.data import field_kind
 from genlab.drawing import save_grid, scatter
 from genlab.families import FAMILIES, FigureContext
 from genlab.io import torch_save
@@ -35,7 +36,7 @@ def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
     torch_save({"x": x, **sampler.saved(inputs)}, paths.samples(name))
     grid, interpolation = out / "grid.png", out / "interpolation.png"
     figures = [grid, interpolation]
-    if meta["kind"] == "image":
+    if field_kind(meta) == "image":
         save_grid(x[: cfg.grid], grid, nrow=math.ceil(math.sqrt(min(cfg.grid, len(x)))))
         if path is not None:
             save_grid(path, interpolation, nrow=cfg.interpolation_steps)

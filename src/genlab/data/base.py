@@ -116,6 +116,15 @@ def load_prepared(root: Path, name: str) -> tuple[Split, Split, dict[str, Any]]:
     return train, test, meta
 
 
+def field_kind(meta: dict, name: str = "x") -> str:
+    """The kind of field ``name`` in a prepared dataset's batch schema (meta.json ``fields``;
+    metas written before the schema: their ``kind``, which describes x)."""
+    fields = meta.get("fields")
+    if fields is None:
+        return meta["kind"] if name == "x" else "class"
+    return fields[name]["kind"]
+
+
 def _version() -> str:
     """genlab.__version__, imported lazily to keep this module import-cycle free."""
     import genlab

@@ -96,6 +96,9 @@ class Family:
     metrics: tuple[str, ...] = ()  # family-only metrics (see genlab.metrics.scores)
     sections: dict[str, str] = field(default_factory=dict)  # report section -> what it shows
     section: Callable[[dict], str] | None = None  # variant config (dict) -> its section
+    # samples/<variant>/<stem>.png -> caption, in the order the report shows them; a stem ending
+    # in "*" matches a prefix and "{}" in its caption is replaced by the rest of the name
+    captions: dict[str, str] = field(default_factory=dict)
     options: dict[str, Option] = field(default_factory=dict)  # the variant keys it reads
     check: Callable[[Any], None] | None = None  # whole-variant rule (raises ValueError)
 
@@ -108,6 +111,15 @@ class Family:
     @property
     def saved_modules(self) -> tuple[str, ...]:
         return self.model_modules or (self.generator,)
+
+    def caption(self, stem: str) -> tuple[int, str] | None:
+        """(position, caption) of a figure this family draws, or None."""
+        for i, (key, text) in enumerate(self.captions.items()):
+            if key.endswith("*") and stem.startswith(key[:-1]):
+                return i, text.format(stem.removeprefix(key[:-1]))
+            if key == stem:
+                return i, text
+        return None
 
     def section_of(self, cfg: dict) -> str:
         if self.section is not None:

@@ -17,6 +17,11 @@ from torch import Tensor, nn
 from genlab.drawing import save_grid
 
 COLUMNS = 10  # samples per row of the class-by-row grid
+CLASSES = {"classes": "one class per row, same noise per column"}
+ARITHMETIC = {
+    "arithmetic": "vector arithmetic: rows a, b, c (3 samples + mean latent); "
+    "row 4: a - b + c and 3 noisy neighbours"
+}
 
 
 @torch.no_grad()

@@ -92,12 +92,12 @@ def dashboard_command(params, name: str, root: Path, port: int) -> list[str]:
 
 def _check_inputs(params, sweep: SweepCfg, name: str, root: Path) -> None:
     """The base's dataset must be prepared, be an image set, and have its evaluator."""
-    from genlab.data import load_prepared
+    from genlab.data import field_kind, load_prepared
     from genlab.evaluate import evaluator_path
 
     dataset = params.variants[sweep.base].dataset
     _, _, meta = load_prepared(root, dataset)
-    if meta["kind"] != "image":
+    if field_kind(meta) != "image":
         raise ConfigError(
             f"sweeps.{name}: the base's dataset {dataset!r} is a 2-D point set; the objectives "
             "(frechet, kid) are computed on evaluator features of an image dataset "

@@ -10,7 +10,7 @@ from genlab.families.gan import metrics  # noqa: F401  (registers the GAN-only m
 from genlab.families.gan.figures import gan_figures
 from genlab.families.gan.nets import build
 from genlab.families.gan.trainer import GANTrainer
-from genlab.families.latent import LatentSampler
+from genlab.families.latent import ARITHMETIC, CLASSES, LatentSampler
 from genlab.nets import GAN_ARCHS
 from genlab.objectives import GAN_LOSSES
 from genlab.objectives.regularizers import GAN_REGULARIZERS, RegularizerOptions
@@ -66,6 +66,13 @@ GAN = register(
         metrics=("info",),
         sections=SECTIONS,
         section=section,
+        captions={
+            **CLASSES,
+            "truncation": "truncation: psi = 1, 0.8, ..., 0 along each row",
+            "mixing": "style mixing: coarse styles from the row, fine styles from the column",
+            **ARITHMETIC,
+            "traversal_c*": "InfoGAN continuous code {} from -1 to 1",
+        },
         options={
             "d_steps": Option(int, Field(1, ge=1)),  # D updates before each G update (the k)
             "optimizer_d": Option(OptimizerCfg | None, None),  # D's; None = ``optimizer``

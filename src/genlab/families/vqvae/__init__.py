@@ -5,7 +5,7 @@ code position, through the prior's inverse CDF)."""
 from __future__ import annotations
 
 from genlab.families.base import CONDITIONAL, Family, register
-from genlab.families.latent import latent_figures, sampler_of
+from genlab.families.latent import CLASSES, latent_figures, sampler_of
 from genlab.families.vqvae import metrics  # noqa: F401  (registers the VQ-VAE metrics)
 from genlab.families.vqvae.trainer import VQVAETrainer
 from genlab.nets.vqvae import VQ_ARCHS, VQ_LOSSES
@@ -31,6 +31,7 @@ VQVAE = register(
         generator="vae",
         figures=latent_figures,
         metrics=("vq",),
+        captions=CLASSES,
         options={
             "conditional": CONDITIONAL,  # the prior is conditioned on the label
             "codebook_size": Option(int, Field(64, ge=2)),  # codes K
