@@ -18,4 +18,6 @@ def toy_cfg(params, name: str) -> ToyConfig:
     try:
         return TOYS.get(name).config.model_validate(params.toys.get(name) or {})
     except ValidationError as e:
-        raise ConfigError(format_errors(e, "params", prefix=("toys", name))) from None
+        raise ConfigError(
+            format_errors(e, "params", model=TOYS.get(name).config, prefix=("toys", name))
+        ) from None
