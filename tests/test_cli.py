@@ -85,3 +85,10 @@ def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["toys"])
     assert e.value.code == 2
+
+
+def test_prepare_without_a_data_section_prepares_nothing(tmp_path, capsys):
+    (tmp_path / "params.yaml").write_text("seed: 0\ntracking: {enabled: false}\n")
+    code, out = run(capsys, tmp_path, "prepare")
+    assert code == 0, out
+    assert not (tmp_path / "data").exists()

@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> None:
         from genlab import tracking
         from genlab.data import prepare_dataset
 
-        names = [args.dataset] if args.dataset else list(params.data.model_dump(exclude_none=True))
+        given = params.data.model_dump(exclude_none=True) if params.data is not None else {}
+        names = [args.dataset] if args.dataset else list(given)
         for name in names:
             cfg = params.dataset_cfg(name)
             print(f"prepared {prepare_dataset(name, cfg, root, params.seed)}")
