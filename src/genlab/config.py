@@ -91,7 +91,7 @@ def _options() -> dict[str, tuple[Option, list[Owner]]]:
     """Variant key -> (its declaration, the components that read it). Components that share a
     key share its declaration (genlab.nets.base.ATTENTION, ...)."""
     keys: dict[str, tuple[Option, list[Owner]]] = {}
-    for owner, decl in _components():
+    for owner, decl in COMPONENTS:
         for key, option in decl.options.items():
             known, owners = keys.setdefault(key, (option, []))
             if known is not option and known != option:
@@ -163,7 +163,7 @@ class VariantBase(Strict):
                 raise ValueError(
                     f"{key} = {value!r} has no effect here; it is read {_where(option, owners)}"
                 )
-        for owner, decl in _components():
+        for owner, decl in COMPONENTS:
             if decl.check is not None and owner.chosen(self):
                 decl.check(self)
         return self
@@ -202,6 +202,7 @@ def _validators() -> dict[str, Any]:
     return out
 
 
+COMPONENTS = _components()  # every family, arch and loss with its declaration
 OPTIONS = _options()
 VariantCfg = create_model(
     "VariantCfg",
