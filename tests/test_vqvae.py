@@ -312,7 +312,9 @@ def test_interrupted_run_resumes_bit_exactly(tiny_project, monkeypatch):
     with pytest.raises(Interrupt):
         train_variant(params, "vq", root)
     monkeypatch.setattr(VQVAETrainer, "step", real_step)
-    assert torch.load(paths["state"], weights_only=True)["step"] == 3
+    # the crashed run waits in its partial folder; models/vq/ keeps the finished run
+    assert torch.load(p.partial("vq") / "state.pt", weights_only=True)["step"] == 3
+    assert torch.load(paths["state"], weights_only=True)["step"] == 6
     train_variant(params, "vq", root, resume=True)
 
     resumed = torch.load(paths["state"], weights_only=True)

@@ -1,7 +1,8 @@
 """``genlab <stage> ...``: parses arguments, loads params, calls one library function.
 
 Exit codes: 0 success; 2 bad input (params, names, missing files), with one paragraph naming what
-was wrong and what is allowed; 1 a run that failed (e.g. a diverging loss).
+was wrong and what is allowed; 1 a run that failed (a diverging loss, out of memory, a full or
+read-only disk), with one paragraph and the state it left.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> None:
     params_path = Path(args.params)
     root = params_path.resolve().parent
     params = load_params(params_path, args.overrides)
+    from genlab.runtime import use_threads
+
+    use_threads(params.threads)  # training refines "auto" by the model's size
 
     if args.command == "prepare":
         from genlab import tracking
@@ -125,6 +129,18 @@ def usage_errors() -> tuple[type[BaseException], ...]:
     return USAGE_ERRORS
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, MemoryError | torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -144,6 +160,16 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, usage_errors()):
             print(f"genlab: error: {e}", file=sys.stderr)
             return 2
+        if _out_of_memory(e):
+            print(
+                f"genlab: failed: out of memory ({_first_line(e)}); lower batch_size, width, "
+                "latent_dim or sample.n",
+                file=sys.stderr,
+            )
+            return 1
+        if isinstance(e, OSError):  # a read-only folder, a full disk, ...
+            print(f"genlab: failed: {e}", file=sys.stderr)
+            return 1
         raise
     return 0
 

@@ -40,6 +40,14 @@ __all__ = ["ConfigError", "Params", "VariantCfg", "load_params", "validate_param
 
 Strict = Options  # every params section is strict and frozen
 
+# bounds that keep a typo from allocating the machine's memory away (latent_dim: 1e15)
+MAX_WIDTH = 4096  # latent_dim, width
+MAX_BATCH = 65536
+MAX_SAMPLES = 10**6
+MAX_STEPS = 10**9
+MAX_SEED = 2**31 - 1  # numpy seeds are 32-bit; seed + k must stay valid
+MAX_THREADS = 1024
+
 
 def _check_name(registry: Registry, name: str) -> str:
     registry.get(name)  # raises UnknownNameError listing the allowed names
@@ -119,10 +127,12 @@ class VariantBase(Strict):
     family: str  # a registered family (genlab.families)
     arch: str
     loss: str | None = Field(None, validate_default=True)  # None: the family default
-    latent_dim: int = Field(64, ge=1)
-    width: int | None = Field(None, ge=1)  # architecture's base width; None = the arch default
-    steps: int = Field(3000, ge=1)
-    batch_size: int = Field(128, ge=1)
+    latent_dim: int = Field(64, ge=1, le=MAX_WIDTH)
+    width: int | None = Field(
+        None, ge=1, le=MAX_WIDTH
+    )  # architecture's base width; None = the arch default
+    steps: int = Field(3000, ge=1, le=MAX_STEPS)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     log_every: int = Field(50, ge=1)
     checkpoint_every: int = Field(500, ge=1)
     optimizer: OptimizerCfg = OptimizerCfg()
@@ -214,10 +224,10 @@ VariantCfg = create_model(
 
 
 class SampleCfg(Strict):
-    n: int = Field(2000, ge=1)
-    grid: int = Field(64, ge=1)
+    n: int = Field(2000, ge=1, le=MAX_SAMPLES)
+    grid: int = Field(64, ge=1, le=1024)
     interpolation_steps: int = Field(10, ge=2)
-    batch_size: int = Field(500, ge=1)
+    batch_size: int = Field(500, ge=1, le=MAX_BATCH)
     # latent arithmetic figure: mean z of class a - class b + class c (classes by the evaluator)
     arithmetic: tuple[int, int, int] | None = (7, 1, 4)
 
@@ -235,9 +245,9 @@ class EvaluateCfg(Strict):
             "vq",
         ]
     )
-    kid_subsets: int = Field(50, ge=1)
-    kid_subset_size: int = Field(1000, ge=2)
-    iwae_samples: int = Field(128, ge=1)  # importance samples k of the test NLL (VAEs)
+    kid_subsets: int = Field(50, ge=1, le=100_000)
+    kid_subset_size: int = Field(1000, ge=2, le=MAX_SAMPLES)
+    iwae_samples: int = Field(128, ge=1, le=100_000)  # importance samples k of the test NLL (VAEs)
 
     @field_validator("metrics")
     @classmethod
@@ -246,8 +256,8 @@ class EvaluateCfg(Strict):
 
 
 class EvaluatorCfg(Strict):
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(30, ge=1, le=100_000)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     lr: float = Field(1e-3, gt=0)
 
 
@@ -258,7 +268,10 @@ class TrackingCfg(Strict):
 
 
 class Params(Strict):
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    # torch intra-op threads on CPU: auto = genlab.runtime.resolve_threads (one thread for the
+    # lecture's small models); results are bit-identical for a given thread count
+    threads: Literal["auto"] | int = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     tracking: TrackingCfg = TrackingCfg()
     data: Any = None  # validated by data_model() (the registered datasets' options)
@@ -278,12 +291,21 @@ class Params(Strict):
         if isinstance(raw, dict) and isinstance(raw.get("variants"), dict):
             shared = raw.get("train") or {}
             if isinstance(shared, dict):
+                # an unknown train key is reported once (as train.<key>), not once per variant
+                shared = {k: v for k, v in shared.items() if k in VariantCfg.model_fields}
                 raw = dict(raw)
                 raw["variants"] = {
                     name: merge_variant(shared, v) if isinstance(v, dict) else v
                     for name, v in raw["variants"].items()
                 }
         return raw
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_allowed(cls, v: Any) -> Any:
+        if v == "auto" or (type(v) is int and 1 <= v <= MAX_THREADS):
+            return v
+        raise ValueError(f"allowed: auto or an integer from 1 to {MAX_THREADS}")
 
     @field_validator("train")
     @classmethod
@@ -338,32 +360,89 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error instead of the last
+    one silently winning (a repeated variant name would drop the first variant)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} a second time (first on line "
+                    f"{seen[key].line + 1}); each key may appear once", key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python objects (safe types only; duplicate keys rejected)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_overrides(overrides: list[str]) -> dict:
     """``["variants.vae.beta=4", "seed=1"]`` -> nested dict; values are parsed as YAML."""
     out: dict = {}
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(
+                f"override {item!r} is not of the form key.path=value (e.g. -S seed=1, "
+                "-S variants.vae.beta=4)"
+            )
+        try:
+            parsed = parse_yaml(value)
+        except yaml.YAMLError as e:
+            problem = " ".join(str(e).split())
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({problem})"
+            ) from None
         node = out
-        *parents, leaf = key.split(".")
+        *parents, leaf = parts
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ConfigError(
+                    f"override {item!r} sets a key below a value set by another override"
+                )
+        node[leaf] = parsed
     return out
+
+
+def read_params_file(path: Path) -> dict:
+    """The mapping in a params file; ConfigError naming the file for anything unreadable."""
+    what = f"params file {str(path)!r}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} is a directory; give a YAML file (--params FILE)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{what} cannot be read: {e.strerror}") from None
+    try:
+        raw = parse_yaml(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} is not valid YAML: {' '.join(str(e).split())}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{what} must hold a mapping at the top level (found {type(raw).__name__})"
+        )
+    return raw
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
     """Read, merge overrides into, and validate params; raise ConfigError on any bad input."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"params file {str(path)!r} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"params file {str(path)!r} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"params file {str(path)!r} must hold a mapping at the top level")
+    raw = read_params_file(path)
     raw = deep_merge(raw, parse_overrides(overrides or []))
     return validate_params(raw, source=str(path))
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from genlab.data import field_kind, load_prepared
 from genlab.families import FAMILIES
-from genlab.io import torch_save, write_json
+from genlab.io import torch_load, torch_save, write_json
 from genlab.metrics import Context, fit_evaluator, load_evaluator, save_evaluator, score
 from genlab.paths import Paths
 from genlab.runtime import resolve_device
@@ -77,7 +77,7 @@ def load_any_evaluator(root: Path, dataset: str):
     path = evaluator_path(root, dataset)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; run `genlab fit-evaluator {dataset}`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = torch_load(path, "evaluator")
     return None if ckpt.get("kind") == "points" else load_evaluator(path)[0]
 
 

@@ -47,6 +47,11 @@ class Paths:
     def train_csv(self, variant: str) -> Path:
         return self.root / "plots" / "train" / f"{variant}.csv"
 
+    def partial(self, variant: str) -> Path:
+        """Where a run trains (model.pt, state.pt, run.json and its CSV) until it finishes and
+        replaces ``model_dir`` and ``train_csv``; an interrupted run stays here to resume."""
+        return self.root / "models" / f".{variant}.partial"
+
     def samples_dir(self, variant: str) -> Path:
         return self.root / "samples" / variant
 

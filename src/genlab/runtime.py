@@ -26,6 +26,51 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# "auto" gives models below this many parameters one intra-op thread (every lecture model)
+SMALL_MODEL_PARAMETERS = 20_000_000
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_SHARE = {"processes": 1}  # processes splitting this machine's cores (set by sweep workers)
+
+
+def share_cores(processes: int) -> None:
+    """Declare that ``processes`` workers split the cores (``auto`` divides them)."""
+    _SHARE["processes"] = max(1, processes)
+
+
+def resolve_threads(setting: int | str, parameters: int) -> int:
+    """Torch intra-op threads for a model of ``parameters`` parameters.
+
+    ``auto``: one thread below ``SMALL_MODEL_PARAMETERS``, else the available cores divided
+    among the processes sharing them (``share_cores``).
+    The count depends on the model and the machine, never on its momentary load, because the
+    bits of a run depend on the thread count (reductions split differently): a load-dependent
+    choice would make the same params give different results. One thread costs a small model
+    about 1.4x idle but saves 3-15x on a busy machine, where spinning threads stall
+    (benchmarks/threads.py)."""
+    if setting != "auto":
+        return int(setting)
+    if parameters < SMALL_MODEL_PARAMETERS:
+        return 1
+    return max(1, available_cores() // _SHARE["processes"])
+
+
+def use_threads(setting: int | str, modules: Any = ()) -> int:
+    """Set torch's intra-op threads for ``modules`` (an iterable of nn.Module); returns it."""
+    parameters = sum(p.numel() for m in modules for p in m.parameters())
+    threads = resolve_threads(setting, parameters)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def configure_determinism(seed: int) -> None:
     """Seed every global RNG and make torch pick deterministic kernels."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

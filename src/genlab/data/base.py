@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from genlab.errors import DataUnavailableError
+from genlab.io import replace_dir, torch_load, torch_save
 from genlab.options import Options
 from genlab.paths import Paths
 from genlab.registry import Registry
@@ -75,30 +75,14 @@ def prepare_dataset(name: str, cfg: dict[str, Any], root: Path, seed: int) -> Pa
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=target.parent))
     try:
-        torch.save(train, tmp / "train.pt")
-        torch.save(test, tmp / "test.pt")
+        torch_save(train, tmp / "train.pt")
+        torch_save(test, tmp / "test.pt")
         (tmp / "meta.json").write_text(meta_text)
-        _swap_into_place(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
-
-
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Rename `new` to `target`; an existing `target` is moved aside and deleted only on success."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, old / target.name)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old / target.name, target)
-        shutil.rmtree(old, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_prepared(root: Path, name: str) -> tuple[Split, Split, dict[str, Any]]:
@@ -110,8 +94,8 @@ def load_prepared(root: Path, name: str) -> tuple[Split, Split, dict[str, Any]]:
             f"prepared dataset {name!r} not found at {folder} (missing {', '.join(missing)}); "
             f"run `genlab prepare {name}` first"
         )
-    train = torch.load(folder / "train.pt", weights_only=True)
-    test = torch.load(folder / "test.pt", weights_only=True)
+    train = torch_load(folder / "train.pt", f"prepared dataset {name!r}")
+    test = torch_load(folder / "test.pt", f"prepared dataset {name!r}")
     meta = json.loads((folder / "meta.json").read_text())
     return train, test, meta
 

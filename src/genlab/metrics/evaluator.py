@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.io import torch_save
+from genlab.io import torch_load, torch_save
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -144,7 +144,7 @@ def save_evaluator(net: Evaluator, path: str | os.PathLike, meta: dict[str, Any]
 
 def load_evaluator(path: str | os.PathLike) -> tuple[Evaluator, dict]:
     """Load an Evaluator (CPU, eval mode) and its meta saved by save_evaluator."""
-    ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    ckpt = torch_load(Path(path), "evaluator")
     net = Evaluator(**ckpt["kwargs"])
     net.load_state_dict(ckpt["state_dict"])
     return net.eval(), ckpt["meta"]

@@ -39,7 +39,7 @@ def fit_and_score(
     (scoring excluded). Raises TrainingDiverged on NaN; ``on_report`` may raise to stop."""
     from genlab.train.loop import build_training, model_modules, training_steps
 
-    trainer, batches, ema, _ = build_training(cfg, seed, root, params.device)
+    trainer, batches, ema, _ = build_training(cfg, seed, root, params.device, params.threads)
     seconds, t0, scores = 0.0, time.perf_counter(), {}
     for module in trainer.modules.values():
         module.train()

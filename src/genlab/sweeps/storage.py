@@ -174,6 +174,8 @@ def create_study(ctx: Context):
         study_name=ctx.study_name, storage=make_storage(ctx.url, sweep), directions=directions,
         load_if_exists=True,
     )  # fmt: skip
+    if study.metric_names != sweep.objectives:  # optuna-dashboard's labels, not "Objective 0"
+        study.set_metric_names(list(sweep.objectives))
     if "config" not in study.user_attrs:
         study.set_user_attr("config", sweep.model_dump(mode="json"))
         study.set_user_attr("base", ctx.base.model_dump(mode="json"))

@@ -85,8 +85,15 @@ def run_sweep(
 
 
 def dashboard_command(params, name: str, root: Path, port: int) -> list[str]:
-    """``optuna-dashboard`` bound to 127.0.0.1 on the study's storage."""
+    """``optuna-dashboard`` bound to 127.0.0.1 on the study's storage, which must exist (a SQLite
+    file that ``genlab sweep`` has not yet written is a FileNotFoundError, exit 2)."""
     url = storage_url(study_cfg(params, name), name, root)
+    db = Path(url.removeprefix("sqlite:///").split("?")[0])
+    if url.startswith("sqlite:///") and not db.is_file():
+        raise FileNotFoundError(
+            f"study {name!r} has no storage yet ({db} does not exist); run `genlab sweep {name}` "
+            "first"
+        )
     return ["optuna-dashboard", url, "--host", "127.0.0.1", "--port", str(port)]
 
 
@@ -199,13 +206,13 @@ def split(n: int, workers: int) -> list[int]:
 # ---------------------------------------------------------------- processes
 def _worker_main(params_path: str, overrides: list[str], name: str, job: str, args: tuple) -> None:
     """Entry point of a worker process (spawned: a fresh interpreter, its own torch threads)."""
-    import torch
-
     from genlab.config import load_params
+    from genlab.runtime import share_cores, use_threads
 
     _exit_with_parent(os.getppid())
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args[-1]))
+    share_cores(args[-1])
     params = load_params(params_path, overrides)
+    use_threads(params.threads)
     ctx = Context(params, name, Path(params_path).resolve().parent, *args[:2])
     if job == "trials":
         run_trials(ctx, *args[2:4])

@@ -11,13 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
+from genlab.options import Options
 from genlab.registry import Registry
 
-
-class ToyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+ToyConfig = Options  # strict, frozen, finite numbers (genlab.options)
 
 
 @dataclass(frozen=True)

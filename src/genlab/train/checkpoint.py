@@ -4,7 +4,7 @@
 generator when EMA is on), the variant config, the dataset meta and the genlab version: enough to
 sample. ``state.pt``: every network, optimizer, EMA, the step, the trainer's and the global RNG
 states: enough to resume bit-exactly (written by ``genlab.train.loop``).
-Both are loaded with ``torch.load(..., weights_only=True)``.
+Both are sealed with a checksum and loaded with ``genlab.io.torch_load`` (``weights_only``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import genlab
 from genlab.config import VariantCfg
 from genlab.errors import CheckpointError
 from genlab.families import FAMILIES
-from genlab.io import torch_save
+from genlab.io import torch_load, torch_save
 
-MODEL_FORMAT = "genlab.model/2"
+MODEL_FORMAT = "genlab.model/3"  # 3: sealed with a checksum
 
 __all__ = ["MODEL_FORMAT", "CheckpointError", "load_checkpoint", "load_model", "load_modules",
            "save_model"]  # fmt: skip
@@ -44,9 +44,10 @@ def save_model(
 
 
 def load_checkpoint(path: Path, what: str) -> dict[str, Any]:
+    """A checkpoint's dict, its checksum verified (``genlab.io.torch_load``)."""
     if not path.exists():
         raise CheckpointError(f"{what} {path} does not exist; run `genlab train` first")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch_load(path, what)
 
 
 def load_modules(

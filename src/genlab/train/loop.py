@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,13 +27,14 @@ from genlab.data.stream import BatchStream
 from genlab.drawing import training_curves_figure
 from genlab.errors import CheckpointError, TrainingDiverged
 from genlab.families import FAMILIES
-from genlab.io import torch_save, write_json
+from genlab.io import replace_dir, torch_save, write_json
 from genlab.paths import Paths
 from genlab.runtime import (
     configure_determinism,
     global_rng_state,
     resolve_device,
     set_global_rng_state,
+    use_threads,
 )
 from genlab.train.checkpoint import load_checkpoint, save_model
 from genlab.train.ema import EMA
@@ -88,20 +91,22 @@ def build_training(
     seed: int,  # seeds every global RNG, the noise and the batch order
     root: Path,  # project root holding data/prepared
     device: str,  # auto | cpu | cuda
+    threads: int | str = "auto",  # torch intra-op threads (genlab.runtime.resolve_threads)
 ) -> tuple[Any, BatchStream, EMA | None, dict]:
     """A fresh, seeded trainer of ``cfg``: (trainer, batches, ema or None, dataset meta)."""
     train, _, meta = load_prepared(root, cfg.dataset)
-    return build_trainer(cfg, train, meta, seed, device)
+    return build_trainer(cfg, train, meta, seed, device, threads)
 
 
 def build_trainer(
-    cfg, train: dict, meta: dict, seed: int, device: str
+    cfg, train: dict, meta: dict, seed: int, device: str, threads: int | str = "auto"
 ) -> tuple[Any, BatchStream, EMA | None, dict]:
     """``build_training`` on a split held in memory (the toys build their data themselves)."""
     device = resolve_device(device)
     configure_determinism(seed)
     family = FAMILIES.get(cfg.family)
     trainer = family.trainer(cfg, meta, device, seed)
+    use_threads(threads, trainer.modules.values())
     batches = BatchStream(train, cfg.batch_size, seed, device, meta)
     key = family.generator
     ema = EMA(trainer.modules[key], cfg.ema, key) if cfg.ema > 0 else None
@@ -135,20 +140,109 @@ def train_variant(
     name: str,  # variant name in params.variants
     root: Path,  # project root (data/, models/, plots/ live here)
     *,
-    resume: bool = False,  # continue from models/<name>/state.pt
+    resume: bool = False,  # continue from the interrupted or the finished run's state.pt
     progress: bool | None = None,  # tqdm bar; None = only when stderr is a terminal
 ) -> dict[str, Any]:
-    """Train variant ``name``; returns {"run_id", "steps", "seconds"}."""
+    """Train variant ``name``; returns {"run_id", "steps", "seconds"}.
+
+    The run is written to ``Paths.partial(name)`` and replaces ``models/<name>/`` and its CSV
+    only when it finishes, so a failed or interrupted run never damages the last good one. A
+    run that diverged is deleted; one that stopped otherwise (interrupt, kill, full disk) stays
+    there with its last checkpoint, and ``resume`` continues it. Every failure ends the MLflow
+    run FAILED (KILLED for an interrupt) with the reason in its ``failure`` tag."""
     cfg = params.variant(name)
     paths = _paths(root, name)
-    trainer, batches, ema, meta = build_training(cfg, params.seed, root, params.device)
+    trainer, batches, ema, meta = build_training(
+        cfg, params.seed, root, params.device, params.threads
+    )
     config = cfg.model_dump(mode="json")
+    threads = torch.get_num_threads()
+    identity = {"seed": params.seed, "threads": threads}
 
-    start, seconds, run_id = 0, 0.0, None
+    start, seconds, run_id, source = 0, 0.0, None, None
     if resume:
-        state = load_checkpoint(paths["state"], "training state")
-        _check_resumable(state, config, paths["state"])
+        source = paths["partial"] if paths["p_state"].exists() else paths["dir"]
+        state_path = source / paths["state"].name
+        state = load_checkpoint(state_path, "training state")
+        _check_resumable(state, config, identity, state_path)
         start, seconds, run_id = state["step"], state["seconds"], state["run_id"]
+        _restore(state, trainer, ema, batches, state_path)
+    if params.tracking.enabled:  # a bad tracking.uri stops before any write
+        tracking.check_store(params.tracking, root)
+
+    if source != paths["partial"]:  # a fresh run, or continuing the finished one
+        shutil.rmtree(paths["partial"], ignore_errors=True)
+        paths["partial"].mkdir(parents=True)
+        if source is not None and paths["csv"].exists():
+            shutil.copyfile(paths["csv"], paths["p_csv"])
+    stats_writer = StatsWriter(paths["p_csv"], start if resume else None)
+    run = tracking.Run.start(
+        params.tracking, root, name=name, run_id=run_id,
+        params={"seed": params.seed, "device": params.device, "threads": threads,
+                "variant": name, **config},
+        tags={"dvc.stage": f"train@{name}", "dataset": cfg.dataset, "family": cfg.family,
+              "variant": name, "genlab.version": genlab.__version__},
+    )  # fmt: skip
+    step = start
+    try:
+        write_json(paths["p_run"], {"run_id": run.run_id, "variant": name})
+
+        def checkpoint(step: int) -> None:
+            torch_save(
+                {
+                    "step": step,
+                    "seconds": seconds,
+                    "run_id": run.run_id,
+                    "config": config,
+                    **identity,
+                    "genlab_version": genlab.__version__,
+                    "nets": {k: m.state_dict() for k, m in trainer.modules.items()},
+                    "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
+                    "ema": ema.shadow.state_dict() if ema is not None else None,
+                    "trainer": trainer.extra_state(),
+                    "batches": batches.state_dict(),
+                    "rng": global_rng_state(),
+                },
+                paths["p_state"],
+            )
+            rows = stats_writer.flush()
+            run.log_metrics(
+                r for r in rows if r["step"] % cfg.log_every == 0 or r["step"] == cfg.steps
+            )
+
+        bar = _progress(progress, cfg.steps, start, name)
+        for module in trainer.modules.values():
+            module.train()
+        try:
+            t0 = time.perf_counter() - seconds
+            for step, stats in training_steps(trainer, batches, ema, start, cfg.steps, name):
+                seconds = time.perf_counter() - t0
+                stats_writer.add({"step": step, **stats, "seconds": round(seconds, 4)})
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    checkpoint(step)
+                if bar is not None:
+                    bar.update(1)
+                    if step % cfg.log_every == 0:
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if "loss" in k})
+        finally:
+            if bar is not None:
+                bar.close()
+
+        modules = model_modules(trainer, ema, cfg.family)
+        save_model(paths["p_model"], family=cfg.family, modules=modules, cfg=config, meta=meta)
+        _log_final_artifacts(run, paths, name, cfg, meta)
+        write_json(paths["p_run"], {"run_id": run.run_id, "variant": name, "seconds": seconds})
+        _publish(paths)
+    except BaseException as e:
+        _fail(e, run, paths, name, step)
+        raise
+    run.end("FINISHED")
+    return {"run_id": run.run_id, "steps": cfg.steps, "seconds": seconds}
+
+
+def _restore(state: dict, trainer, ema: EMA | None, batches: BatchStream, path: Path) -> None:
+    """Load a training state into freshly built objects (CheckpointError when it does not fit)."""
+    try:
         for key, module in trainer.modules.items():
             module.load_state_dict(state["nets"][key])
         for key, opt in trainer.optimizers.items():
@@ -158,82 +252,68 @@ def train_variant(
         trainer.load_extra_state(state["trainer"])
         batches.load_state_dict(state["batches"])
         set_global_rng_state(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+        reason = " ".join(str(e).split())[:300]
+        raise CheckpointError(
+            f"training state {path} does not fit this variant ({type(e).__name__}: {reason}); "
+            "train without --resume"
+        ) from None
 
-    paths["dir"].mkdir(parents=True, exist_ok=True)
-    stats_writer = StatsWriter(paths["csv"], start if resume else None)
-    run = tracking.Run.start(
-        params.tracking, root, name=name, run_id=run_id,
-        params={"seed": params.seed, "device": params.device, "variant": name, **config},
-        tags={"dvc.stage": f"train@{name}", "dataset": cfg.dataset, "family": cfg.family,
-              "variant": name, "genlab.version": genlab.__version__},
+
+def _publish(paths: dict[str, Path]) -> None:
+    """The finished run replaces the last one: its CSV, then its folder."""
+    paths["csv"].parent.mkdir(parents=True, exist_ok=True)
+    os.replace(paths["p_csv"], paths["csv"])
+    replace_dir(paths["partial"], paths["dir"])
+
+
+def _fail(error: BaseException, run, paths: dict[str, Path], name: str, step: int) -> None:
+    """End the run FAILED (KILLED on an interrupt) with the reason; delete the partial run
+    unless it can be resumed (it has a checkpoint and did not diverge)."""
+    kept = paths["dir"].exists()
+    resumable = paths["p_state"].exists() and not isinstance(error, TrainingDiverged)
+    if not resumable:
+        shutil.rmtree(paths["partial"], ignore_errors=True)
+    reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    where = (
+        f"; resume with `genlab train {name} --resume`" if resumable
+        else "; the partial run was deleted"
     )  # fmt: skip
-    write_json(paths["run"], {"run_id": run.run_id, "variant": name})
-
-    def checkpoint(step: int) -> None:
-        torch_save(
-            {
-                "step": step,
-                "seconds": seconds,
-                "run_id": run.run_id,
-                "config": config,
-                "genlab_version": genlab.__version__,
-                "nets": {k: m.state_dict() for k, m in trainer.modules.items()},
-                "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
-                "ema": ema.shadow.state_dict() if ema is not None else None,
-                "trainer": trainer.extra_state(),
-                "batches": batches.state_dict(),
-                "rng": global_rng_state(),
-            },
-            paths["state"],
-        )
-        rows = stats_writer.flush()
-        run.log_metrics(r for r in rows if r["step"] % cfg.log_every == 0 or r["step"] == cfg.steps)
-
-    bar = _progress(progress, cfg.steps, start, name)
-    for module in trainer.modules.values():
-        module.train()
+    if kept:
+        where += f"; models/{name}/ still holds the last finished run"
+    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
     try:
-        t0 = time.perf_counter() - seconds
-        for step, stats in training_steps(trainer, batches, ema, start, cfg.steps, name):
-            seconds = time.perf_counter() - t0
-            stats_writer.add({"step": step, **stats, "seconds": round(seconds, 4)})
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                checkpoint(step)
-            if bar is not None:
-                bar.update(1)
-                if step % cfg.log_every == 0:
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if "loss" in k})
-    except BaseException as e:
-        if isinstance(e, TrainingDiverged):
-            run.set_tags({"failure": str(e)[:5000]})
-        run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-
-    modules = model_modules(trainer, ema, cfg.family)
-    save_model(paths["model"], family=cfg.family, modules=modules, cfg=config, meta=meta)
-    _log_final_artifacts(run, paths, name)
-    run.end("FINISHED")
-    write_json(paths["run"], {"run_id": run.run_id, "variant": name, "seconds": seconds})
-    return {"run_id": run.run_id, "steps": cfg.steps, "seconds": seconds}
+        run.fail(f"stopped at step {step}: {reason}{where}", status)
+    except Exception as e:  # noqa: BLE001 - the store itself may be what failed; keep the cause
+        print(f"genlab: could not mark the MLflow run {status}: {e}", file=sys.stderr)
+    if isinstance(error, TrainingDiverged):  # the message the command line shows
+        error.args = (f"{error}{where}",)
+    else:
+        print(f"genlab: train {name} {status.lower()}{where}", file=sys.stderr)
 
 
 def _paths(root: Path, name: str) -> dict[str, Path]:
     paths = Paths(root)
+    partial = paths.partial(name)
     return {"dir": paths.model_dir(name), "model": paths.model(name), "state": paths.state(name),
-            "run": paths.run(name), "csv": paths.train_csv(name)}  # fmt: skip
+            "run": paths.run(name), "csv": paths.train_csv(name), "partial": partial,
+            "p_model": partial / "model.pt", "p_state": partial / "state.pt",
+            "p_run": partial / "run.json", "p_csv": partial / f"{name}.csv"}  # fmt: skip
 
 
-def _check_resumable(state: dict, config: dict, path: Path) -> None:
+def _check_resumable(state: dict, config: dict, identity: dict, path: Path) -> None:
     """Resuming with other settings than the checkpoint's would not continue the same run;
-    only ``steps`` (to train longer) and the logging/checkpoint intervals may change."""
+    only ``steps`` (to train longer) and the logging/checkpoint intervals may change. The seed
+    and the thread count must match too (the bits depend on both)."""
     free = {"steps", "log_every", "checkpoint_every"}
     diff = sorted(
         k for k in set(config) | set(state["config"])
         if k not in free and config.get(k) != state["config"].get(k)
     )  # fmt: skip
+    diff += [
+        f"{k} {state.get(k)} -> {v}" for k, v in identity.items()
+        if k in state and state[k] != v
+    ]  # fmt: skip
     if diff:
         raise CheckpointError(
             f"cannot resume from {path}: params changed since it was written ({', '.join(diff)}); "
@@ -246,14 +326,28 @@ def _check_resumable(state: dict, config: dict, path: Path) -> None:
         )
 
 
-def _log_final_artifacts(run, paths: dict[str, Path], name: str) -> None:
+def _log_final_artifacts(
+    run,  # tracking.Run or NullRun
+    paths: dict[str, Path],  # _paths(root, name)
+    name: str,  # the variant
+    cfg,  # its VariantCfg (dataset, steps)
+    meta: dict,  # the prepared dataset's meta.json
+) -> None:
+    """Curves, CSV and ``model.pt`` of the partial run (before it is published) as run
+    artifacts; the generator as the run's LoggedModel; the prepared dataset as its input."""
     if run.run_id is None:
         return
-    figure = training_curves_figure(paths["csv"], paths["dir"] / "curves.png", title=name)
+    figure = training_curves_figure(paths["p_csv"], paths["partial"] / "curves.png", title=name)
     run.log_artifact(figure)
-    run.log_artifact(paths["csv"])
-    run.log_artifact(paths["model"])
+    run.log_artifact(paths["p_csv"])
+    run.log_artifact(paths["p_model"])
     figure.unlink()
+    run.log_model(paths["p_model"], name, step=cfg.steps)
+    run.log_dataset(
+        cfg.dataset, tracking.dataset_digest(meta), f"data/prepared/{cfg.dataset}",
+        schema={k: meta[k] for k in ("fields", "shape", "num_classes") if k in meta},
+        profile={k: meta[k] for k in ("n_train", "n_test") if k in meta},
+    )  # fmt: skip
 
 
 def _progress(enabled: bool | None, total: int, initial: int, name: str):
