@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> None:
     from genlab.runtime import use_threads
 
     use_threads(params.threads)  # training refines "auto" by the model's size
+    from genlab.toys import check_toys
+
+    check_toys(params)
 
     if args.command == "prepare":
         from genlab import tracking
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> None:
 
         given = params.data.model_dump(exclude_none=True) if params.data is not None else {}
         names = [args.dataset] if args.dataset else list(given)
+        tracking.check_store(params.tracking, root)  # a bad tracking.uri stops before any write
         for name in names:
             cfg = params.dataset_cfg(name)
             print(f"prepared {prepare_dataset(name, cfg, root, params.seed)}")

@@ -350,10 +350,11 @@ def merge_variant(shared: dict, variant: dict) -> dict:
 
 
 def deep_merge(base: dict, override: dict) -> dict:
-    """``override`` on top of ``base``; nested dicts merge key by key."""
+    """``override`` on top of ``base``; nested dicts merge key by key, an empty one (``{}``)
+    replaces."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -16,9 +16,7 @@ import json
 import os
 import pickle
 import shutil
-import struct
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +90,8 @@ def torch_load(path: Path, what: str) -> dict[str, Any]:
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path} is a directory, not a file written by genlab")
     if not path.is_file():
         raise CheckpointError(f"{what} {path} does not exist; the stage that writes it runs first")
     try:
@@ -107,7 +107,7 @@ def torch_load(path: Path, what: str) -> dict[str, Any]:
             f"{what} {path} was refused: it holds objects other than tensors and plain data, so "
             "genlab did not write it; delete it and rerun the stage that writes it"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, struct.error) as e:
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds on a damaged file
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise CheckpointError(
             f"{what} {path} cannot be read (truncated or not a torch file: {reason}); delete it "

@@ -100,7 +100,10 @@ def _client(uri: str):
 
 def check_store(cfg, root: Path):
     """The client of ``cfg``'s store, opened (tables created under the lock); a URI MLflow cannot
-    use, or an http(s) server that does not answer, is a ConfigError naming the key."""
+    use, or an http(s) server that does not answer, is a ConfigError naming the key. None (and
+    nothing written) when tracking is off."""
+    if not cfg.enabled:
+        return None
     from mlflow.exceptions import MlflowException
     from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 
@@ -114,8 +117,10 @@ def check_store(cfg, root: Path):
             with _env(PROBE_ENV):
                 client.search_experiments(max_results=1)
     except UnsupportedModelRegistryStoreURIException as e:
-        schemes = [s for s in e.supported_uri_schemes if s not in NOT_TRACKING]
-        allowed = "; ".join(SCHEME_EXAMPLES.get(s, f"{s}://...") for s in schemes)
+        known = [s for s in SCHEME_EXAMPLES if s in e.supported_uri_schemes]
+        other = [s for s in e.supported_uri_schemes
+                 if s not in SCHEME_EXAMPLES and s not in NOT_TRACKING]  # fmt: skip
+        allowed = "; ".join([SCHEME_EXAMPLES[s] for s in known] + [f"{s}://..." for s in other])
         raise ConfigError(
             f"{key} = {given!r}: MLflow has no store for the scheme {uri.partition(':')[0]!r}; "
             f"allowed: {allowed}"

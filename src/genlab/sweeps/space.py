@@ -89,6 +89,11 @@ class SweepCfg(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepCfg:
+        if not self.space:
+            raise ValueError(
+                "space is empty; give at least one key to search (loss, regularizer or a variant "
+                "key such as optimizer.lr): without one every trial is the same run"
+            )
         seen: dict[str, SearchParam] = {}
         for key, dim in self.space.items():
             head = key.split(".")[0]

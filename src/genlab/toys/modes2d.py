@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from genlab.config import validate_params
 from genlab.data import DATASETS
@@ -54,6 +54,13 @@ class Modes2dConfig(ToyConfig):
     latent_dim: int = Field(2, ge=1)
     n_train: int = Field(20000, ge=16)
     n_samples: int = Field(2500, ge=1)  # PacGAN scores 2500 samples
+
+    @field_validator("datasets")
+    @classmethod
+    def _two_d_sets(cls, v: list[str]) -> list[str]:
+        for name in v:
+            DATASETS.get(name)  # raises UnknownNameError listing the registered datasets
+        return v
 
 
 def variant_for(cfg: Modes2dConfig, dataset: str, overrides: dict[str, Any]):

@@ -164,6 +164,7 @@ def train_variant(
         source = paths["partial"] if paths["p_state"].exists() else paths["dir"]
         state_path = source / paths["state"].name
         state = load_checkpoint(state_path, "training state")
+        _check_state_fields(state, state_path)
         _check_resumable(state, config, identity, state_path)
         start, seconds, run_id = state["step"], state["seconds"], state["run_id"]
         _restore(state, trainer, ema, batches, state_path)
@@ -299,6 +300,31 @@ def _paths(root: Path, name: str) -> dict[str, Path]:
             "run": paths.run(name), "csv": paths.train_csv(name), "partial": partial,
             "p_model": partial / "model.pt", "p_state": partial / "state.pt",
             "p_run": partial / "run.json", "p_csv": partial / f"{name}.csv"}  # fmt: skip
+
+
+STATE_FIELDS = {
+    "step": int,
+    "seconds": (int, float),
+    "run_id": (str, type(None)),
+    "config": dict,
+    "nets": dict,
+    "optimizers": dict,
+    "batches": dict,
+    "rng": dict,
+}
+
+
+def _check_state_fields(state: dict, path: Path) -> None:
+    """A sealed file that is not a training state (a model.pt copied over it, an edited one)."""
+    bad = sorted(
+        k for k, kind in STATE_FIELDS.items()
+        if not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)
+    )  # fmt: skip
+    if bad:
+        raise CheckpointError(
+            f"training state {path} is not a genlab training state (missing or invalid: "
+            f"{', '.join(bad)}); train without --resume"
+        )
 
 
 def _check_resumable(state: dict, config: dict, identity: dict, path: Path) -> None:
