@@ -105,3 +105,39 @@ def test_overrides_parse_yaml_values(tmp_path):
         load_params(path, ["seed"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_an_unknown_train_key_is_one_error_not_one_per_variant(tmp_path):
+    from genlab.config import load_params
+    from tests.conftest import write_params
+
+    path = write_params(tmp_path, tiny_params_dict())
+    with pytest.raises(ConfigError) as err:
+        load_params(path, ["train.foo=1"])
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2 and lines[1].startswith("  train = {...}: unknown key(s) foo")
+
+
+def test_duplicate_keys_booleans_and_non_finite_numbers_are_refused(tmp_path):
+    from genlab.config import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 0\nvariants:\n  a: {steps: 2}\n  a: {steps: 3}\n")
+    with pytest.raises(ConfigError, match=r"found the key 'a' a second time \(first on line 3\)"):
+        load_params(path)
+    for change, expected in [
+        (("train.steps", True), r"train|steps = 'true'"),
+        (("train.optimizer.lr", float("inf")), "finite number"),
+        (("variants.vae.beta", float("nan")), "finite number"),
+        (("seed", 2**70), "less than or equal to 2147483647"),
+        (("variants.dcgan_ns.latent_dim", 10**15), "less than or equal to 4096"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            validate_params(with_change(*change))
+
+
+def test_an_empty_mapping_override_replaces(tmp_path):
+    from genlab.config import deep_merge
+
+    assert deep_merge({"a": {"b": 1}}, {"a": {}}) == {"a": {}}
+    assert deep_merge({"a": {"b": 1}}, {"a": {"c": 2}}) == {"a": {"b": 1, "c": 2}}
