@@ -25,6 +25,7 @@ def tiny_params_dict(tracking: bool = False) -> dict:
     return {
         "seed": 0,
         "device": "cpu",
+        "threads": "auto",
         "tracking": {"enabled": tracking, "uri": "sqlite:///mlflow.db", "experiment": "tiny"},
         "data": {"digits": {"test_fraction": 0.2}, "ring8": {"n": 512, "n_test": 256}},
         "evaluator": {"epochs": 2, "batch_size": 128, "lr": 0.001},
