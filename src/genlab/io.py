@@ -10,6 +10,8 @@ a ``CheckpointError`` naming it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -47,19 +49,33 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
 
 def replace_dir(new: Path, target: Path) -> None:
     """Rename folder ``new`` to ``target``; an existing ``target`` is moved aside and deleted
-    only once ``new`` is in place (restored if the rename fails)."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, old / target.name)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old / target.name, target)
+    only once ``new`` is in place (restored if the rename fails). Processes replacing the same
+    folder at once each land a complete copy, the last one wins."""
+    for _ in range(100):
+        if not target.exists():
+            try:
+                os.replace(new, target)
+                return
+            except OSError as e:  # another process put its copy there first
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                continue
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        try:
+            os.replace(target, old / target.name)
+        except FileNotFoundError:  # another process moved it aside first
+            shutil.rmtree(old, ignore_errors=True)
+            continue
+        try:
+            os.replace(new, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.replace(old / target.name, target)
+            shutil.rmtree(old, ignore_errors=True)
+            raise
         shutil.rmtree(old, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        return
+    raise OSError(f"could not replace {target}: other processes kept replacing it")
 
 
 def write_text(path: Path, text: str) -> Path:
