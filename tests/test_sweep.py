@@ -140,7 +140,8 @@ def test_bad_studies_are_refused_with_the_key_and_what_is_allowed(change, messag
 
 def test_params_with_an_invalid_study_load_and_only_the_study_is_refused(tmp_path, capsys):
     raw = sweep_raw(seeds=[0, 1])  # contains the project seed: an invalid study
-    raw["sweeps"]["other"] = {"base": "nope", "space": {"loss": {"choices": ["hinge"]}}, "trials": 1}
+    space = {"loss": {"choices": ["hinge"]}}
+    raw["sweeps"]["other"] = {"base": "nope", "space": space, "trials": 1}
     params_file = write_params(tmp_path, raw)
     params = load_params(params_file)  # what `genlab train` does: studies are not validated
     assert params.sweeps["tiny"]["seeds"] == [0, 1] and params.variant("vae").family == "vae"

@@ -24,7 +24,7 @@ def test_toy_settings_are_validated_with_the_toys_schema():
     params = validate_params(raw)  # train does not read toys: they are validated when run
     with pytest.raises(ConfigError, match=r"toys\.modes2d.*seeds = 0.*greater than or equal to 1"):
         toy_cfg(params, "modes2d")
-    with pytest.raises(ConfigError, match=r"unknown toy 'mode2d' \(toys.mode2d\); allowed: .*modes2d"):
+    with pytest.raises(ConfigError, match=r"unknown toy 'mode2d' \(toys.mode2d\); allowed: .*mode"):
         toy_cfg(params, "mode2d")
     assert toy_cfg(validate_params(tiny_params_dict()), "modes2d").seeds == 3  # the default
 
