@@ -19,7 +19,7 @@ from genlab.errors import CheckpointError, TrainingDiverged
 from genlab.families.gan.trainer import GANTrainer
 from genlab.io import content_digest, torch_load, torch_save
 from genlab.paths import Paths
-from genlab.runtime import SMALL_MODEL_PARAMETERS, resolve_threads
+from genlab.runtime import SMALL_MODEL_PARAMETERS, available_cores, resolve_threads
 from genlab.train.loop import train_variant
 from tests.conftest import tiny_params_dict, write_params
 
@@ -241,7 +241,7 @@ def test_a_state_of_the_wrong_shape_exits_2(tiny_project, capsys):
 # ---------------------------------------------------------------- threads
 def test_threads_auto_is_one_for_small_models_and_a_setting_wins():
     assert resolve_threads("auto", 1_000) == 1
-    assert resolve_threads("auto", SMALL_MODEL_PARAMETERS) >= 1
+    assert resolve_threads("auto", SMALL_MODEL_PARAMETERS) == available_cores()
     assert resolve_threads(3, 1_000) == 3
 
 

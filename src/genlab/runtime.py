@@ -54,8 +54,8 @@ def resolve_threads(setting: int | str, parameters: int) -> int:
     The count depends on the model and the machine, never on its momentary load, because the
     bits of a run depend on the thread count (reductions split differently): a load-dependent
     choice would make the same params give different results. One thread costs a small model
-    about 1.4x idle but saves 3-15x on a busy machine, where spinning threads stall
-    (benchmarks/threads.py)."""
+    about 1.3-1.4x on an idle machine and saves about 3x beside one busy process, where
+    spinning threads stall (benchmarks/threads.py)."""
     if setting != "auto":
         return int(setting)
     if parameters < SMALL_MODEL_PARAMETERS:

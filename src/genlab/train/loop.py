@@ -168,15 +168,7 @@ def train_variant(
         _check_resumable(state, config, identity, state_path)
         start, seconds, run_id = state["step"], state["seconds"], state["run_id"]
         _restore(state, trainer, ema, batches, state_path)
-    if params.tracking.enabled:  # a bad tracking.uri stops before any write
-        tracking.check_store(params.tracking, root)
-
-    if source != paths["partial"]:  # a fresh run, or continuing the finished one
-        shutil.rmtree(paths["partial"], ignore_errors=True)
-        paths["partial"].mkdir(parents=True)
-        if source is not None and paths["csv"].exists():
-            shutil.copyfile(paths["csv"], paths["p_csv"])
-    stats_writer = StatsWriter(paths["p_csv"], start if resume else None)
+    # the first write: Run.start opens the store first (a bad tracking.uri stops here)
     run = tracking.Run.start(
         params.tracking, root, name=name, run_id=run_id,
         params={"seed": params.seed, "device": params.device, "threads": threads,
@@ -186,6 +178,12 @@ def train_variant(
     )  # fmt: skip
     step = start
     try:
+        if source != paths["partial"]:  # a fresh run, or continuing the finished one
+            shutil.rmtree(paths["partial"], ignore_errors=True)
+            paths["partial"].mkdir(parents=True)
+            if source is not None and paths["csv"].exists():
+                shutil.copyfile(paths["csv"], paths["p_csv"])
+        stats_writer = StatsWriter(paths["p_csv"], start if resume else None)
         write_json(paths["p_run"], {"run_id": run.run_id, "variant": name})
 
         def checkpoint(step: int) -> None:
