@@ -45,8 +45,9 @@ def tiny_params_dict(tracking: bool = False) -> dict:
                          "latent_dim": 2, "width": 16},
         },
         "sample": {"n": 200, "grid": 16, "interpolation_steps": 4, "batch_size": 100},
-        "evaluate": {"metrics": ["frechet", "kid", "coverage", "elbo", "iwae", "modes"],
-                     "kid_subsets": 5, "kid_subset_size": 50, "iwae_samples": 16},
+        "evaluate": {"metrics": ["frechet", "kid", "prdc", "coverage", "elbo", "iwae", "modes"],
+                     "n": 150, "bootstrap": 20, "kid_subsets": 5, "kid_subset_size": 50,
+                     "iwae_samples": 16},
     }  # fmt: skip
 
 

@@ -296,7 +296,7 @@ def test_trainer_drives_the_growth():
 # ---------------------------------------------------------------- training
 TRAINED = {
     "style_adain": {"arch": "style", "style_mode": "adain", "d_norm": "none"},
-    "style_demod": {"arch": "style", "style_mode": "demod"},
+    "style_demod": {"arch": "style", "style_mode": "demod", "d_norm": "layer"},
     "progressive": {"arch": "progressive", "phase_steps": 1},
     "dcgan_attention": {"arch": "dcgan", "attention": 8, "d_norm": "none"},
     "style_attention": {"arch": "style", "attention": 8, "d_norm": "none"},

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from genlab.config import ConfigError, validate_params
+from genlab.config import ConfigError, load_params, validate_params
 from genlab.registry import Registry, UnknownNameError
-from tests.conftest import tiny_params_dict
+from tests.conftest import REPO, tiny_params_dict, write_params
 
 
 def with_change(path: str, value) -> dict:
@@ -46,7 +46,8 @@ def test_registry_unknown_name_lists_the_valid_ones():
         ("variants.dcgan_ns.margin", 3.0, r"margin = 3\.0 has no effect here; it is read by loss: energy"),
         ("variants.dcgan_ns.regularizers", {"spectral_norm": {"weight": 7}}, r"regularizer 'spectral_norm' does not use weight; it reads nothing"),
         ("variants.dcgan_ns.regularizers", {"r1": {"clip": 5}}, r"regularizer 'r1' does not use clip; it reads every, weight"),
-        ("variants.dcgan_ns.regularizers", {"gradient_penalty": {"weight": 10}}, r"batch-normalised critic.*set d_norm: none"),
+        ("variants.dcgan_ns.regularizers", {"gradient_penalty": {"weight": 10}}, r"d_norm = 'batch' with regularizer 'gradient_penalty': .*d_norm: none or d_norm: layer"),
+        ("variants.dcgan_ns.d_norm", "group", r"d_norm = 'group': .*'batch', 'none' or 'layer'"),
         ("evaluate.metrics", ["fid"], r"unknown metric 'fid'; allowed: conditional, coverage, elbo, frechet"),
         ("data.cifar100", {}, r"data\.cifar100 = \{\.\.\.\}: unknown key; allowed keys: digits"),
         ("data.ring8.std", -1, r"data\.ring8\.std = -1: .*greater than 0"),
@@ -77,6 +78,7 @@ def test_variants_override_train_defaults_deeply():
 def test_a_variant_can_drop_a_shared_regularizer():
     raw = tiny_params_dict()
     raw["train"]["regularizers"] = {"r1": {"weight": 1.0}}
+    raw["variants"]["dcgan_ns"]["d_norm"] = "none"  # R1 refuses a batch-normalised D
     raw["variants"]["ring_gan"]["regularizers"] = {"spectral_norm": {}}
     raw["variants"].pop("vae")
     params = validate_params(raw)
@@ -141,3 +143,50 @@ def test_an_empty_mapping_override_replaces(tmp_path):
 
     assert deep_merge({"a": {"b": 1}}, {"a": {}}) == {"a": {}}
     assert deep_merge({"a": {"b": 1}}, {"a": {"c": 2}}) == {"a": {"b": 1, "c": 2}}
+
+
+# ---------------------------------------------------------------- regularisers and d_norm
+NO_BATCH_NORM = ["spectral_norm", "r1", "r2", "gradient_penalty"]
+
+
+@pytest.mark.parametrize("regularizer", NO_BATCH_NORM)
+def test_a_regulariser_refuses_a_batch_normalised_d_on_the_command_line(
+    tmp_path, capsys, regularizer
+):
+    """Spectral norm, R1, R2 and the gradient penalty are defined for a D without batch norm:
+    ``genlab train`` exits 2 naming d_norm, the regulariser and what is allowed."""
+    from genlab.cli import main
+
+    raw = tiny_params_dict()
+    raw["variants"]["dcgan_ns"]["regularizers"] = {regularizer: {}}
+    write_params(tmp_path, raw)
+    code = main(["--params", str(tmp_path / "params.yaml"), "train", "dcgan_ns"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"variants.dcgan_ns = {{...}}: d_norm = 'batch' with regularizer {regularizer!r}" in err
+    assert "d_norm: none or d_norm: layer" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.parametrize("d_norm", ["none", "layer"])
+@pytest.mark.parametrize(
+    "arch", [{"arch": "dcgan"}, {"arch": "style"}, {"arch": "dcgan_ae", "loss": "energy"},
+             {"arch": "dcgan", "g_condition": "cbn", "d_condition": "projection"}],
+    ids=["dcgan", "style", "dcgan_ae", "projection"],
+)  # fmt: skip
+def test_every_d_norm_arch_takes_the_regularisers_without_batch_norm(arch, d_norm):
+    raw = tiny_params_dict()
+    raw["variants"]["dcgan_ns"].update(arch, regularizers={r: {} for r in NO_BATCH_NORM})
+    with pytest.raises(ConfigError, match=r"dcgan_ns = \{\.\.\.\}: d_norm = 'batch' with regular"):
+        validate_params(raw)
+    raw["variants"]["dcgan_ns"]["d_norm"] = d_norm
+    assert validate_params(raw).variant("dcgan_ns").d_norm == d_norm
+
+
+def test_the_default_params_load_and_no_regulariser_meets_batch_norm():
+    """params.yaml loads; SN-GAN, faces_sagan and R1 use critics without batch norm (Miyato et al.
+    2018, Mescheder et al. 2018), as WGAN-GP does."""
+    params = load_params(REPO / "params.yaml")
+    for name in ("sngan", "faces_sagan", "r1", "wgan_gp"):
+        assert params.variant(name).d_norm == "none"
+    assert params.variant("dcgan_ns").d_norm == "batch"  # the DCGAN baseline keeps batch norm

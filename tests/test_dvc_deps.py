@@ -22,6 +22,7 @@ STAGE_ROOTS = {
     "evaluate": ["genlab.evaluate"],
     "toy": ["genlab.toys"],
     "sweep": ["genlab.sweeps"],
+    "replicate": ["genlab.train", "genlab.sample", "genlab.evaluate"],
     "report": ["genlab.report"],
 }
 

@@ -44,7 +44,8 @@ def e2e_params() -> dict:
         "fgan-gaussian": {"steps": 30, "divergences": ["kl", "reverse_kl"], "batch_size": 128,
                           "eval_samples": 4096},
         "modes2d": {"methods": {"nonsaturating": {"loss": "nonsaturating"}}, "seeds": 2,
-                    "steps": 5, "batch_size": 32, "n_train": 256, "n_samples": 250, "width": 16},
+                    "steps": 5, "batch_size": 32, "n_train": 256, "n_samples": 250, "width": 16,
+                    "budgets": {}},
     }  # fmt: skip
     raw["sweeps"] = {  # a tiny study: 2 losses x 2 regularisers, one trial each
         "tiny": {"base": "dcgan_ns", "trials_per_arm": 1, "steps": 4, "report_every": 2,

@@ -45,7 +45,7 @@ LAYERS: dict[int, set[str]] = {
     3: {"config"},
     4: {"train"},
     5: {"sample", "evaluate", "toys", "sweeps"},
-    6: {"report"},
+    6: {"report", "report_stats"},
     7: {"cli", "__main__"},
 }
 

@@ -16,6 +16,7 @@ from genlab.nets import GAN_ARCHS, ArchitectureError
 from genlab.nets.base import upsampling_plan
 from genlab.objectives import GAN_LOSSES
 from genlab.objectives.regularizers import GAN_REGULARIZERS
+from genlab.options import declared
 from genlab.runtime import configure_determinism
 from tests.conftest import tiny_params_dict
 
@@ -59,8 +60,10 @@ def test_every_gan_arch_steps(tiny_project, arch):
     root, _ = tiny_project
     loss = "energy" if arch.endswith("_ae") else "nonsaturating"
     regularizers = {"spectral_norm": {}, "r1": {"weight": 1.0, "every": 2}}
+    # these regularisers refuse a batch-normalised D: layer norm where the arch has a D norm
+    norm = {"d_norm": "layer"} if "d_norm" in declared(GAN_ARCHS.get(arch)).options else {}
     cfg = variant(dataset=ARCH_DATASET[arch], family="gan", arch=arch, loss=loss,
-                  regularizers=regularizers)  # fmt: skip
+                  regularizers=regularizers, **norm)  # fmt: skip
     assert_finite_gan_stats(step_once(root, cfg))
 
 
@@ -138,3 +141,76 @@ def test_dcgan_critic_without_batch_norm_for_gradient_penalties():
     x = torch.randn(6, 1, 8, 8)
     nets["D"].train()
     torch.testing.assert_close(nets["D"](x)[:2], nets["D"](x[:2]))
+
+
+# ---------------------------------------------------------------- d_norm
+DIGITS = {"name": "digits", "kind": "image", "shape": [1, 8, 8], "num_classes": 10}
+RING = {"name": "ring8", "kind": "points", "shape": [2], "num_classes": 8}
+D_OF = {  # a D with each way of building it: variant keys, meta, whether D takes labels
+    "dcgan": ({"arch": "dcgan"}, DIGITS, False),
+    "projection": ({"arch": "dcgan", "g_condition": "cbn", "d_condition": "projection"}, DIGITS,
+                   True),
+    "concat": ({"arch": "dcgan", "g_condition": "concat", "d_condition": "concat"}, DIGITS, True),
+    "infogan": ({"arch": "dcgan", "info_categorical": 3, "info_continuous": 1}, DIGITS, False),
+    "style": ({"arch": "style"}, DIGITS, False),
+    "dcgan_ae": ({"arch": "dcgan_ae", "loss": "energy"}, DIGITS, False),
+    "mlp_ae": ({"arch": "mlp_ae", "loss": "energy", "dataset": "ring8"}, RING, False),
+}  # fmt: skip
+
+
+def build_d(name: str, d_norm: str | None) -> tuple[nn.Module, dict]:
+    keys, meta, _ = D_OF[name]
+    norm = {} if d_norm is None else {"d_norm": d_norm}
+    cfg = variant(**{"dataset": "digits", "family": "gan", **keys, **norm})
+    torch.manual_seed(0)
+    return FAMILIES.get("gan").build(meta, cfg)["D"], meta
+
+
+def d_outputs(name: str, D: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if D_OF[name][2]:
+        return D(x, torch.arange(len(x)) % 10)
+    return D(x)
+
+
+@pytest.mark.parametrize("d_norm", ["none", "layer", "batch"])
+@pytest.mark.parametrize("name", ["dcgan", "projection", "dcgan_ae"])
+def test_d_output_is_per_sample_without_batch_norm(name, d_norm):
+    """With d_norm none or layer, changing one sample of a batch leaves D's output for every other
+    sample exactly as it was (training mode); batch norm couples them."""
+    D, meta = build_d(name, d_norm)
+    D.train()
+    x = torch.randn(6, *meta["shape"], generator=torch.Generator().manual_seed(1))
+    changed = x.clone()
+    changed[0] = torch.randn(meta["shape"], generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before, after = d_outputs(name, D, x), d_outputs(name, D, changed)
+    assert before[0] != after[0]
+    # the same computation on the same values: equal to the last bit without batch statistics
+    assert torch.equal(before[1:], after[1:]) == (d_norm != "batch")
+
+
+def test_mlp_ae_energy_is_per_sample():
+    """mlp_ae has no normalisation (it does not read d_norm)."""
+    D, meta = build_d("mlp_ae", None)
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(1))
+    changed = torch.cat([torch.zeros(1, 2), x[1:]])
+    assert torch.equal(D(x)[1:], D(changed)[1:])
+
+
+@pytest.mark.parametrize("name", [n for n in D_OF if n != "mlp_ae"])
+def test_d_norm_layer_is_group_norm_of_one_group(name):
+    """d_norm: layer puts GroupNorm(1, C) (layer norm over C, H, W, per-channel scale and shift)
+    where batch puts BatchNorm2d, in D only; none puts neither, and a bias on the convolution."""
+    layer, _ = build_d(name, "layer")
+    batch, _ = build_d(name, "batch")
+    none, _ = build_d(name, "none")
+    norms = [m for m in layer.modules() if isinstance(m, nn.GroupNorm)]
+    bns = [m for m in batch.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and [m.num_groups for m in norms] == [1] * len(norms)
+    assert [m.num_channels for m in norms] == [m.num_features for m in bns]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in layer.modules())
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) for m in none.modules())
+    convs = (nn.Conv2d, nn.ConvTranspose2d)
+    no_bias = {k: [m.bias is None for m in d.modules() if isinstance(m, convs)]
+               for k, d in (("layer", layer), ("batch", batch), ("none", none))}  # fmt: skip
+    assert no_bias["layer"] == no_bias["batch"] and not any(no_bias["none"])

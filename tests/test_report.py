@@ -166,10 +166,11 @@ def test_readme_table_and_links(report: dict[str, Path]) -> None:
     readme = report["readme"]
     text = readme.read_text()
     assert "dvc repro" in text and "genlab report" in text and "98.70 %" in text
-    assert "| variant | dataset |" in text and "| gan_mnist | mnist | gan | wasserstein |" in text
+    assert "| variant | family |" in text and "| gan_mnist | gan | wasserstein |" in text
     assert "elbo_nats" in text and "mode_kl" in text
     links = re.findall(r"\]\(([^)]+)\)", text)
-    assert len(links) == 3 * len(VARIANTS)
+    headline = [link for link in links if link.startswith("figures/headline_")]
+    assert len(links) == 3 * len(VARIANTS) + len(headline) and headline
     assert all((readme.parent / link).is_file() for link in links)
 
 

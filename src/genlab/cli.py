@@ -30,8 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one variant")
     train.add_argument("variant")
     train.add_argument("--resume", action="store_true", help="continue from models/<v>/state.pt")
-    sub.add_parser("sample", help="draw samples and figures").add_argument("variant")
-    sub.add_parser("evaluate", help="score a variant's samples").add_argument("variant")
+    sample = sub.add_parser("sample", help="draw samples and figures")
+    sample.add_argument("variant")
+    evaluate = sub.add_parser("evaluate", help="score a variant's samples")
+    evaluate.add_argument("variant")
+    for p_ in (train, sample, evaluate):
+        p_.add_argument(
+            "--seed", type=int, default=None, help="the variant on another seed (<variant>-seedN)"
+        )
     sub.add_parser("toy", help="a paper reproduction -> reports/toys/").add_argument("name")
     sweep = sub.add_parser("sweep", help="run or resume an Optuna study -> reports/sweeps/<study>/")
     sweep.add_argument("study")
@@ -79,7 +85,9 @@ def run(args: argparse.Namespace) -> None:
         print(
             f"evaluator {args.dataset}: test accuracy {out['test_accuracy']}, floor {out['floor']}"
         )
-    elif args.command == "train":
+    if getattr(args, "seed", None) is not None:
+        params, args.variant = params.replica(args.variant, args.seed)
+    if args.command == "train":
         from genlab.train.loop import train_variant
 
         out = train_variant(params, args.variant, root, resume=args.resume)
@@ -117,7 +125,12 @@ def run(args: argparse.Namespace) -> None:
         from genlab.report import write_report
 
         variants = {k: v.model_dump(mode="json") for k, v in params.variants.items()}
-        print(f"report: {write_report(root, variants, list(params.sweeps))['readme']}")
+        out = write_report(
+            root, variants, list(params.sweeps), seeds=params.seeds.model_dump(),
+            seed=params.seed, level=params.evaluate.confidence,
+            replicates=params.evaluate.bootstrap,
+        )  # fmt: skip
+        print(f"report: {out['readme']}")
     elif args.command == "ui":
         from genlab import tracking
 

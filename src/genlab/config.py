@@ -237,6 +237,7 @@ class EvaluateCfg(Strict):
         default_factory=lambda: [
             "frechet",
             "kid",
+            "prdc",
             "coverage",
             "conditional",
             "info",
@@ -245,14 +246,29 @@ class EvaluateCfg(Strict):
             "vq",
         ]
     )
+    # samples scored per model, and real training images scored for the floor: the same n for
+    # both; a dataset whose training split is smaller scores n_train of each (metrics: n_samples)
+    n: int = Field(1000, ge=2, le=MAX_SAMPLES)
+    bootstrap: int = Field(200, ge=0, le=100_000)  # replicates of every interval; 0: none
+    confidence: float = Field(0.95, gt=0, lt=1)  # level of the bootstrap intervals
+    # KID on the whole sets, or the mean over kid_subsets subsets of this size (it must fit)
+    kid_subset_size: Literal["all"] | int = "all"
     kid_subsets: int = Field(50, ge=1, le=100_000)
-    kid_subset_size: int = Field(1000, ge=2, le=MAX_SAMPLES)
+    pr_k: int = Field(3, ge=1, le=1000)  # k of precision/recall (Kynkaanniemi et al. 2019)
+    dc_k: int = Field(5, ge=1, le=1000)  # k of density/coverage (Naeem et al. 2020)
     iwae_samples: int = Field(128, ge=1, le=100_000)  # importance samples k of the test NLL (VAEs)
 
     @field_validator("metrics")
     @classmethod
     def _metrics_known(cls, v: list[str]) -> list[str]:
         return [_check_name(METRICS, m) for m in v]
+
+    @field_validator("kid_subset_size")
+    @classmethod
+    def _subset_size(cls, v: Any) -> Any:
+        if v != "all" and not 2 <= v <= MAX_SAMPLES:
+            raise ValueError(f"must be 'all' or an integer from 2 to {MAX_SAMPLES}")
+        return v
 
 
 class EvaluatorCfg(Strict):
@@ -265,6 +281,29 @@ class TrackingCfg(Strict):
     enabled: bool = True
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "genlab"
+
+
+class SeedsCfg(Strict):
+    """Variants trained again on more seeds (stage ``replicate``): the report gives their mean
+    and interval over seeds beside each run's bootstrap interval."""
+
+    variants: list[str] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=list)  # besides the project seed
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        for seed in v:
+            if not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"seed {seed} is out of range; allowed: 0 to {MAX_SEED}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"{v} repeats a seed; allowed: distinct seeds")
+        return v
+
+
+def replica_name(variant: str, seed: int) -> str:
+    """The name a variant trained on another seed goes by (models/<name>/, metrics/<name>.json)."""
+    return f"{variant}-seed{seed}"
 
 
 class Params(Strict):
@@ -284,6 +323,31 @@ class Params(Strict):
     toys: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     # study name -> its raw settings, validated by genlab.sweeps.study_cfg when a study runs
     sweeps: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    seeds: SeedsCfg = SeedsCfg()
+
+    @model_validator(mode="after")
+    def _seeds_known(self) -> Params:
+        unknown = [v for v in self.seeds.variants if v not in self.variants]
+        if unknown:
+            raise ValueError(
+                f"seeds.variants names {', '.join(map(repr, unknown))}, which are not variants; "
+                f"allowed: {', '.join(sorted(self.variants)) or '(none)'}"
+            )
+        if self.seed in self.seeds.seeds:
+            raise ValueError(
+                f"seeds.seeds holds the project seed {self.seed}; list only the other seeds"
+            )
+        return self
+
+    def replica(self, name: str, seed: int) -> tuple[Params, str]:
+        """Params under which variant ``name`` trains, samples and is scored on ``seed``, and
+        the replica's name (``replica_name``)."""
+        cfg = self.variant(name)
+        rname = replica_name(name, seed)
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"--seed {seed} is out of range; allowed: 0 to {MAX_SEED}")
+        variants = {**self.variants, rname: cfg}
+        return self.model_copy(update={"seed": seed, "variants": variants}), rname
 
     @model_validator(mode="before")
     @classmethod

@@ -3,8 +3,12 @@
 
 Image sets are scored on the penultimate features and class predictions of a per-dataset
 evaluator CNN (Inception features are wrong for 8x8 digits); 2-D point sets on their known
-mixture modes. The real-vs-real floor (train split scored as if it were samples, against the test
-split) is written by ``fit-evaluator`` next to the evaluator's test accuracy.
+mixture modes. The real-vs-real floor (training images scored as if they were samples, against
+the test split) is written by ``fit-evaluator`` next to the evaluator's test accuracy.
+
+One protocol for models and floor: ``scored_size`` rows (``evaluate.n``, or the training split
+when it is smaller) drawn by ``scored_rows`` from the samples or the training split, scored
+against the whole test split, every estimate with its bootstrap interval.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor
 
 from genlab.data import field_kind, load_prepared
+from genlab.errors import ConfigError
 from genlab.families import FAMILIES
-from genlab.io import torch_load, torch_save, write_json
+from genlab.io import torch_load, torch_save, write_json, write_text
 from genlab.metrics import Context, fit_evaluator, load_evaluator, save_evaluator, score
 from genlab.paths import Paths
 from genlab.runtime import resolve_device
@@ -55,18 +61,51 @@ class GeneratorScorer:
         finally:
             for k, m in modules.items():
                 m.train(was_training[k])
-        saved = sampler.saved(inputs)
-        ctx = Context(x, self.test, self.meta, self.evaluator, self.params,
-                      **_labelled(saved.get("y"), saved.get("y_kind")))  # fmt: skip
+        saved = {**sampler.saved(inputs), "x": x}
+        rows = scored_rows(len(x), scored_size(self.params, self.meta, len(x), "sample.n"), seed)
+        ctx = Context(x[rows].cpu(), self.test, self.meta, self.evaluator, self.params,
+                      **_labelled(saved, rows))  # fmt: skip
         ctx.cache.update(self.test_cache)
         return score(ctx, self.names, family.metrics)
 
 
-def _labelled(y: Tensor | None, kind: str | None) -> dict[str, Tensor]:
-    """Context keywords for the labels a conditional generator was given."""
+def _labelled(saved: dict, rows: Tensor) -> dict[str, Tensor]:
+    """Context keywords for the labels a conditional generator was given, at the scored rows."""
+    y = saved.get("y")
     if y is None:
         return {}
-    return {"labels": y.cpu()} if kind == "class" else {"codes": y.cpu()}
+    return {"labels" if saved.get("y_kind") == "class" else "codes": y.cpu()[rows]}
+
+
+def scored_size(params, meta: dict, available: int, source: str) -> int:
+    """How many samples a model (and the floor) is scored on: ``evaluate.n``, or the training
+    split's size when it is smaller, so that the floor is scored exactly like the models.
+    ``available``: the rows there are to draw from (``source`` names the setting behind it)."""
+    n = min(params.evaluate.n, int(meta["n_train"]))
+    if available < n:
+        raise ConfigError(
+            f"{source} gives {available} samples, but evaluate.n = {params.evaluate.n} scores "
+            f"{n} for dataset {meta['name']!r}; allowed: {source} >= {n}, or a smaller "
+            "evaluate.n"
+        )
+    return n
+
+
+def scored_rows(available: int, n: int, seed: int) -> Tensor:
+    """The ``n`` rows of ``available`` that are scored: a seeded draw without replacement (the
+    same rows for every variant of a seed, whatever order a sampler writes its classes in)."""
+    return torch.randperm(available, generator=torch.Generator().manual_seed(seed))[:n]
+
+
+def _score(
+    ctx: Context, params, replicates_csv: Path, family_metrics: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """Score with intervals; write the replicates to ``replicates_csv``."""
+    cfg, keep = params.evaluate, {}
+    out = score(ctx, cfg.metrics, family_metrics, replicates=cfg.bootstrap,
+                level=cfg.confidence, seed=params.seed, keep=keep)  # fmt: skip
+    write_text(replicates_csv, pd.DataFrame(keep).to_csv(index=False))
+    return out
 
 
 def evaluator_path(root: Path, dataset: str) -> Path:
@@ -99,8 +138,10 @@ def fit_evaluator_stage(params, dataset: str, root: Path) -> dict[str, Any]:
     else:
         net = None
         torch_save({"kind": "points", "modes": meta["modes"], "std": meta["mode_std"]}, path)
-    ctx = Context(train["x"], test, meta, net, params)
-    out["floor"] = score(ctx, params.evaluate.metrics)
+    n = scored_size(params, meta, len(train["x"]), "the training split")
+    rows = scored_rows(len(train["x"]), n, params.seed)
+    floor_ctx = Context(train["x"][rows], test, meta, net, params)
+    out["floor"] = _score(floor_ctx, params, Paths(root).floor_replicates(dataset))
     if net is not None:
         save_evaluator(net, path, {"dataset": dataset, **{k: out[k] for k in ("test_accuracy",)}})
     write_json(Paths(root).evaluator_metrics(dataset), out)
@@ -116,10 +157,12 @@ def evaluate_variant(params, name: str, root: Path) -> dict[str, float]:
     saved = load_checkpoint(paths.samples(name), "samples")
     _, test, meta = load_prepared(root, cfg.dataset)
     evaluator = load_any_evaluator(root, cfg.dataset)
-    labelled = _labelled(saved.get("y"), saved.get("y_kind"))
-    ctx = Context(saved["x"], test, meta, evaluator, params,
-                  load_model=lambda: load_model(paths.model(name))[0], **labelled)  # fmt: skip
-    metrics = score(ctx, params.evaluate.metrics, FAMILIES.get(cfg.family).metrics)
+    n = scored_size(params, meta, len(saved["x"]), "sample.n")
+    rows = scored_rows(len(saved["x"]), n, params.seed)
+    ctx = Context(saved["x"][rows], test, meta, evaluator, params,
+                  load_model=lambda: load_model(paths.model(name))[0],
+                  **_labelled(saved, rows))  # fmt: skip
+    metrics = _score(ctx, params, paths.replicates(name), FAMILIES.get(cfg.family).metrics)
     write_json(paths.metrics(name), metrics)
 
     run_file = paths.run(name)

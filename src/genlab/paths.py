@@ -31,6 +31,10 @@ class Paths:
     def evaluator_metrics(self, dataset: str) -> Path:
         return self.root / "metrics" / "evaluator" / f"{dataset}.json"
 
+    def floor_replicates(self, dataset: str) -> Path:
+        """The floor's bootstrap replicates (one row per replicate, one column per estimate)."""
+        return self.root / "metrics" / "evaluator" / f"{dataset}.bootstrap.csv"
+
     # ------------------------------------------------------------ one variant
     def model_dir(self, variant: str) -> Path:
         return self.root / "models" / variant
@@ -60,6 +64,11 @@ class Paths:
 
     def metrics(self, variant: str) -> Path:
         return self.root / "metrics" / f"{variant}.json"
+
+    def replicates(self, variant: str) -> Path:
+        """Bootstrap replicates of every estimate in ``metrics``: the same reference resamples
+        for every variant of a dataset, so the report can compare variants pairwise."""
+        return self.root / "metrics" / "bootstrap" / f"{variant}.csv"
 
     # ------------------------------------------------------------ reports
     @property

@@ -15,6 +15,7 @@ from genlab.drawing import training_curves_figure
 from genlab.families import FAMILIES
 from genlab.io import atomic_path, write_text
 from genlab.paths import Paths
+from genlab.report_stats import headline, headline_figure, headline_table, seeds_table
 
 DESCRIPTIVE = ["variant", "dataset", "family", "loss", "regularizers", "steps", "train_seconds"]
 LEGEND = {
@@ -22,9 +23,18 @@ LEGEND = {
     "train_seconds": "wall-clock training time in seconds (last row of the training log)",
     "frechet": "Fréchet distance on the evaluator's penultimate features vs the test split "
     "(lower is better)",
-    "kid_mean": "kernel inception distance (mean over subsets) on the same features "
-    "(lower is better)",
-    "kid_std": "standard deviation of KID over subsets",
+    "kid": "kernel inception distance: unbiased MMD^2 with a cubic kernel on the same features "
+    "(lower is better; can be negative when the sets are alike)",
+    "precision": "share of samples inside the k-NN manifold of the test features (k = pr_k; "
+    "Kynkaanniemi et al. 2019; higher is better)",
+    "recall": "share of test images inside the k-NN manifold of the samples (higher is better)",
+    "density": "samples per real k-NN ball, divided by k (k = dc_k; Naeem et al. 2020; about 1 "
+    "for a perfect generator)",
+    "coverage": "share of real k-NN balls holding a sample (higher is better)",
+    "n_samples": "samples scored (evaluate.n, or the training split when smaller; the floor "
+    "uses the same n)",
+    "n_reference": "test images every statistic compares with",
+    "intra_kid": "conditional models: KID per class, averaged over classes (lower is better)",
     "classes_covered": "classes the evaluator predicts for at least one sample (higher is better)",
     "class_kl": "KL(sample class histogram || real class histogram) (lower is better)",
     "test_elbo_nats": "ELBO on the test split in nats per image, one sample (higher is better)",
@@ -33,8 +43,8 @@ LEGEND = {
     "iwae_samples": "importance samples k of test_nll_nats",
     "conditional_accuracy": "conditional models: share of samples the evaluator assigns to the "
     "class they were generated for (higher is better)",
-    "intra_frechet": "conditional models: Fréchet distance per class, averaged over classes "
-    "(lower is better)",
+    "intra_frechet": "conditional models: Fréchet distance per class, averaged over classes, "
+    "only when every class has more test images than feature dimensions (lower is better)",
     "info_matched_accuracy": "InfoGAN: categorical code vs the evaluator's class after the best "
     "one-to-one matching (higher is better)",
     "test_recon_mse": "VQ-VAE: test reconstruction MSE per pixel on [-1, 1] (lower is better)",
@@ -206,25 +216,67 @@ def _caption(kind: str, family: str | None) -> str:
     return _caption_of(family, kind)[1]
 
 
+ANSWER_NOTE = (
+    "Every value is the estimate on the scored samples with its {level:.0%} basic bootstrap "
+    "interval over the samples and the test set ({replicates} replicates; "
+    "`genlab.metrics.bootstrap`). **Bold**: the best; ≈: not distinguishable from the best "
+    "(the paired bootstrap interval of the difference holds 0). The Fréchet distance is biased "
+    "upwards at these sizes, so its interval, which corrects the bias, can lie below the "
+    "estimate. The floor scores as many real training images as each model's samples."
+)
+
+
+def _answer(answer: dict, seeds: pd.DataFrame, note: str) -> list[str]:
+    lines = ["## The answer: which variant, and how sure", "", note]
+    for ds, frames in answer.items():
+        if not frames:
+            continue
+        lines += ["", f"### {ds}", "", _markdown_table(headline_table(frames)), "",
+                  f"![{ds}](figures/headline_{ds}.png)"]  # fmt: skip
+    if len(seeds):
+        lines += ["", "### Over seeds", "",
+                  "The same variants trained on more seeds (params `seeds`): the value on each "
+                  "seed, the mean over seeds with its Student-t interval, and the project "
+                  "seed's bootstrap interval, which covers sampling and test set only.", "",
+                  _markdown_table(seeds)]  # fmt: skip
+    return lines + [""]
+
+
+def _per_dataset(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The comparison per dataset, point values only: the columns that dataset has."""
+    out = []
+    points = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high"))]
+    for ds, group in table[points].groupby("dataset", sort=False):
+        keep = [c for c in group.columns if (group[c].astype(str) != "").any()]
+        out.append((ds, group[[c for c in keep if c != "dataset"]]))
+    return out
+
+
 def _readme(
     table: pd.DataFrame,
     accuracy: dict[str, float | None],
     figures: dict[str, dict[str, str]],
     variants: dict[str, dict],
+    answer: list[str] = (),
 ) -> str:
-    """Markdown report: provenance, evaluator accuracy, table, legend and figure links."""
+    """Markdown report: provenance, the answer, evaluator accuracy, tables, legend, figures."""
     lines = [
         "# genlab report",
         "",
         "Produced by `dvc repro` (stage `report`) or `genlab report`; do not edit by hand.",
         "",
+        *answer,
         "## Evaluator test accuracy",
         "",
     ]
     for ds, acc in accuracy.items():
         lines.append(f"- {ds}: " + ("n/a" if acc is None else f"{100 * acc:.2f} %"))
-    lines += ["", "## Comparison", "", _markdown_table(table), "", "### Legend", ""]
-    lines.append("- real-vs-real rows: the same metrics for the train split vs the test split.")
+    lines += ["", "## All metrics", "",
+              "Point values per dataset; `comparison.csv` holds every interval too."]  # fmt: skip
+    for ds, group in _per_dataset(table):
+        lines += ["", f"### {ds}", "", _markdown_table(group)]
+    lines += ["", "### Legend", ""]
+    lines.append("- real-vs-real rows: the same metrics for training images vs the test split.")
     lines += [f"- `{c}`: {LEGEND[c]}" for c in table.columns if c in LEGEND]
     for section, blurb in sections().items():
         members = [v for v, cfg in variants.items() if section_of(cfg) == section]
@@ -346,13 +398,28 @@ SWEEPS_NOTE = (
 )
 
 
-def write_report(root: Path, variants: dict[str, dict], sweeps: list[str] = ()) -> dict[str, Path]:
-    """Write reports/comparison.csv, README.md, index.html and figures/ under `root`; the toys'
-    tables in reports/toys/ and the sweeps' in reports/sweeps/ get sections of their own."""
+def write_report(
+    root: Path,
+    variants: dict[str, dict],
+    sweeps: list[str] = (),
+    seeds: dict | None = None,  # params seeds: {variants, seeds}
+    seed: int = 0,  # the project seed
+    level: float = 0.95,  # the evaluation's confidence
+    replicates: int = 0,  # the evaluation's bootstrap replicates (for the note)
+) -> dict[str, Path]:
+    """Write reports/comparison.csv, README.md, index.html and figures/ under `root`; the answer
+    (headline metrics with intervals, per dataset) first; the toys' tables in reports/toys/ and
+    the sweeps' in reports/sweeps/ get sections of their own."""
     root = Path(root)
     reports = Paths(root).reports
     df, accuracy = _comparison(root, variants)
     figures = _figures(root, variants)
+    answer = headline(root, variants, level)
+    for ds, frames in answer.items():
+        if frames:
+            headline_figure(ds, frames, Paths(root).report_figures / f"headline_{ds}.png")
+    seeds_df = seeds_table(root, seeds or {}, seed, level)
+    answer_md = _answer(answer, seeds_df, ANSWER_NOTE.format(level=level, replicates=replicates))
     table = df.map(_fmt)
     toys, studies = _toys(root), _sweeps(root, list(sweeps))
     extra_md = _section_markdown("Paper reproductions (`genlab toy NAME`)", toys)
@@ -364,7 +431,7 @@ def write_report(root: Path, variants: dict[str, dict], sweeps: list[str] = ()) 
     page = _html(table, accuracy, figures, variants).replace("</body>", extra_html + "\n</body>")
     return {
         "readme": write_text(
-            reports / "README.md", _readme(table, accuracy, figures, variants) + extra_md
+            reports / "README.md", _readme(table, accuracy, figures, variants, answer_md) + extra_md
         ),
         "html": write_text(reports / "index.html", page),
         "csv": write_text(reports / "comparison.csv", df.to_csv(index=False)),

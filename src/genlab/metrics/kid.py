@@ -11,13 +11,32 @@ def polynomial_kernel(x: Tensor, y: Tensor) -> Tensor:
     return (x @ y.T / x.shape[1] + 1.0) ** 3
 
 
-def mmd2_unbiased(k_xx: Tensor, k_yy: Tensor, k_xy: Tensor) -> float:
+def _within_mean(k: Tensor, ids: Tensor | None) -> Tensor:
+    """Mean of k over pairs of distinct points: off the diagonal and, for a bootstrap resample
+    (``ids``: each row's original index), off the pairs of copies of one point, whose k(x, x)
+    would bias the U-statistic upwards."""
+    if ids is None:
+        n = k.shape[0]
+        return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
+    other = ids[:, None] != ids[None, :]
+    pairs = other.sum()
+    if pairs == 0:
+        raise ValueError("unbiased MMD^2 needs at least 2 distinct samples per set")
+    return (k * other).sum() / pairs
+
+
+def mmd2_unbiased(
+    k_xx: Tensor,
+    k_yy: Tensor,
+    k_xy: Tensor,
+    x_ids: Tensor | None = None,  # original index of each row of x (bootstrap copies), or None
+    y_ids: Tensor | None = None,
+) -> float:
     """Unbiased MMD^2 (Gretton et al. 2012, eq. 3) from kernel matrices (m,m), (n,n), (m,n)."""
     m, n = k_xx.shape[0], k_yy.shape[0]
     if m < 2 or n < 2:
         raise ValueError("unbiased MMD^2 needs at least 2 samples per set")
-    xx = (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))
-    yy = (k_yy.sum() - k_yy.diagonal().sum()) / (n * (n - 1))
+    xx, yy = _within_mean(k_xx, x_ids), _within_mean(k_yy, y_ids)
     return float(xx + yy - 2.0 * k_xy.mean())
 
 

@@ -1,12 +1,17 @@
 """Autoencoder discriminators for EBGAN (Zhao et al. 2017): D(x) = ||Dec(Enc(x)) - x||^2 / dim,
 the energy, one value per sample. The last forward's embeddings are kept in ``embedding`` for
-the pulling-away term. G is the arch's usual generator."""
+the pulling-away term. G is the arch's usual generator.
+
+``dcgan_ae`` normalises its encoder and decoder as ``d_norm`` says (batch, none or layer); with
+none or layer the energy of a sample depends on that sample alone, as the regularisers that
+refuse batch norm need. ``mlp_ae``'s MLPs have no normalisation, like the ``mlp`` critic, and
+it does not read ``d_norm`` (its default, batch, would change every existing mlp_ae run)."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from genlab.nets.base import DEPTH, GAN_ARCHS, dcgan_init, require_kind
+from genlab.nets.base import D_NORM, DEPTH, GAN_ARCHS, dcgan_init, per_sample_critic, require_kind
 from genlab.nets.dcgan import Discriminator, Generator
 from genlab.nets.mlp import mlp
 from genlab.options import declare
@@ -33,17 +38,20 @@ class _ConvEncoder(nn.Module):
 
 
 @GAN_ARCHS.register("dcgan_ae")
+@declare(d_norm=D_NORM, check=per_sample_critic)
 def build_dcgan_ae(meta: dict, cfg) -> dict[str, nn.Module]:
-    """DCGAN generator; D = DCGAN encoder to a ``latent_dim`` code + DCGAN decoder (Tanh)."""
+    """DCGAN generator; D = DCGAN encoder to a ``latent_dim`` code + DCGAN decoder (Tanh), both
+    normalised as ``d_norm`` says."""
     require_kind("dcgan_ae", meta, "image")
     channels, size, _ = meta["shape"]
     width = cfg.width or 64
-    encoder = Discriminator(channels=channels, size=size, width=width, dim_out=cfg.latent_dim)
+    shape = {"channels": channels, "size": size, "width": width}
+    encoder = Discriminator(**shape, dim_out=cfg.latent_dim, norm=cfg.d_norm)
     nets = {
-        "G": Generator(latent_dim=cfg.latent_dim, channels=channels, size=size, width=width),
+        "G": Generator(latent_dim=cfg.latent_dim, **shape),
         "D": AutoencoderDiscriminator(
             _ConvEncoder(encoder),
-            Generator(latent_dim=cfg.latent_dim, channels=channels, size=size, width=width),
+            Generator(latent_dim=cfg.latent_dim, **shape, norm=cfg.d_norm),
         ),
     }
     for net in nets.values():

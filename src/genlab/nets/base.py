@@ -16,26 +16,49 @@ __all__ = [
     "VAE_ARCHS",
     "ArchitectureError",
     "dcgan_init",
+    "feature_norm",
     "require_kind",
     "upsampling_plan",
 ]
 
 # options several architectures read (declared once, so every owner agrees on the default)
 ATTENTION = Option(int, Field(0, ge=0))  # SAGAN self-attention at this image side (0 = none)
-D_NORM = Option(Literal["batch", "none"], "batch")  # D's normalisation (none for WGAN-GP)
+D_NORM = Option(Literal["batch", "none", "layer"], "batch")  # D's normalisation (feature_norm)
 DEPTH = Option(int, Field(3, ge=1))  # hidden layers of MLPs
 
 
+def feature_norm(kind: str, channels: int) -> list[nn.Module]:
+    """The normalisation of a convolution block: ``batch`` (DCGAN), ``none``, or ``layer``.
+
+    ``layer`` is ``GroupNorm(1, C)``: each sample normalised over its (C, H, W) features with a
+    per-channel scale and shift (Ba et al. 2016; Wu & He 2018, sec. 3: one group is layer
+    norm). Gulrajani et al. (2017, sec. 4) suggest it for a critic in place of batch norm: the
+    statistics are the sample's own, so D(x_i) does not depend on the other samples of the batch.
+    ``nn.LayerNorm([C, H, W])`` would normalise the same way but learn a scale per pixel, tied to
+    the resolution."""
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if kind == "layer":
+        return [nn.GroupNorm(1, channels)]
+    if kind == "none":
+        return []
+    raise ArchitectureError(f"norm = {kind!r}; allowed: batch, layer, none")
+
+
 def per_sample_critic(v) -> None:
-    """A regulariser that needs each sample's gradient refuses a batch-normalised critic."""
+    """Regularisers defined for a D without batch norm (spectral norm, R1, R2, the gradient
+    penalty: ``Regularizer.no_batch_norm`` says why) refuse ``d_norm: batch``."""
     from genlab.objectives.regularizers import GAN_REGULARIZERS
 
-    per_sample = [r for r in v.regularizers if GAN_REGULARIZERS.get(r).per_sample]
-    if per_sample and v.d_norm != "none":
-        raise ValueError(
-            f"{per_sample[0]} on a batch-normalised critic: the per-sample gradient then "
-            "depends on the batch (Gulrajani et al. 2017, sec. 4); set d_norm: none"
-        )
+    if v.d_norm != "batch":
+        return
+    for name in v.regularizers:
+        why = GAN_REGULARIZERS.get(name).no_batch_norm
+        if why:
+            raise ValueError(
+                f"d_norm = 'batch' with regularizer {name!r}: {why}; allowed with {name}: "
+                "d_norm: none or d_norm: layer"
+            )
 
 
 GAN_ARCHS: Registry = Registry("arch")

@@ -90,12 +90,13 @@ class LabelGenerator(nn.Module):
 
 
 class LabelDiscriminator(nn.Module):
-    """DCGAN discriminator conditioned on y: label channels (concat, embed) or projection."""
+    """DCGAN discriminator conditioned on y: label channels (concat, embed) or projection.
+    ``norm``: the DCGAN trunk's ``feature_norm`` (batch, none or layer; ``d_norm``)."""
 
     conditional = True  # the trainer passes labels to D(x, y)
 
     def __init__(self, *, channels: int, size: int, width: int, num_classes: int, mode: str,
-                 norm: bool, attention: int = 0, features: int = 64) -> None:  # fmt: skip
+                 norm: str | bool, attention: int = 0, features: int = 64) -> None:  # fmt: skip
         super().__init__()
         self.num_classes, self.mode, self.size = num_classes, mode, size
         if mode == "projection":
@@ -157,7 +158,7 @@ class InfoDiscriminator(nn.Module):
     weight lambda for the categorical code and lambda_cont for the continuous ones (the paper
     sets the continuous codes' lambda smaller, e.g. 0.1, so their term does not dominate)."""
 
-    def __init__(self, *, channels: int, size: int, width: int, norm: bool, categorical: int,
+    def __init__(self, *, channels: int, size: int, width: int, norm: str | bool, categorical: int,
                  continuous: int, weight: float = 1.0, weight_continuous: float = 0.1,
                  attention: int = 0, features: int = 64) -> None:  # fmt: skip
         super().__init__()
@@ -208,7 +209,7 @@ def build(meta: dict, cfg) -> dict[str, nn.Module] | None:
         return None
     channels, size, _ = meta["shape"]
     width = cfg.width or 64
-    norm = cfg.d_norm == "batch"
+    norm = cfg.d_norm
     common = {"channels": channels, "size": size, "width": width, "attention": cfg.attention}
     if info:
         nets = {

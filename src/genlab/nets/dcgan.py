@@ -20,6 +20,7 @@ from genlab.nets.base import (
     D_NORM,
     GAN_ARCHS,
     dcgan_init,
+    feature_norm,
     per_sample_critic,
     require_kind,
     upsampling_plan,
@@ -27,26 +28,23 @@ from genlab.nets.base import (
 from genlab.options import Field, Option, declare
 
 
-def up_block(ch_in: int, ch_out: int, **conv) -> list[nn.Module]:
-    return [
-        nn.ConvTranspose2d(ch_in, ch_out, bias=False, **conv),
-        nn.BatchNorm2d(ch_out),
-        nn.ReLU(),
-    ]
+def up_block(ch_in: int, ch_out: int, norm: str = "batch", **conv) -> list[nn.Module]:
+    """Transposed convolution, ``feature_norm(norm)``, ReLU; the convolution has a bias only
+    without a norm (a norm's shift replaces it)."""
+    conv_t = nn.ConvTranspose2d(ch_in, ch_out, bias=norm == "none", **conv)
+    return [conv_t, *feature_norm(norm, ch_out), nn.ReLU()]
 
 
-def down_block(ch_in: int, ch_out: int, norm: bool = True) -> list[nn.Module]:
-    if not norm:
-        return [nn.Conv2d(ch_in, ch_out, 4, 2, 1), nn.LeakyReLU(0.2)]
-    return [
-        nn.Conv2d(ch_in, ch_out, 4, 2, 1, bias=False),
-        nn.BatchNorm2d(ch_out),
-        nn.LeakyReLU(0.2),
-    ]
+def down_block(ch_in: int, ch_out: int, norm: str = "batch") -> list[nn.Module]:
+    """Strided 4x4 convolution, ``feature_norm(norm)``, LeakyReLU 0.2 (bias only without a
+    norm)."""
+    conv = nn.Conv2d(ch_in, ch_out, 4, 2, 1, bias=norm == "none")
+    return [conv, *feature_norm(norm, ch_out), nn.LeakyReLU(0.2)]
 
 
 class Generator(nn.Module):
-    """z (B, latent_dim) -> image (B, C, H, W) in [-1, 1]."""
+    """z (B, latent_dim) -> image (B, C, H, W) in [-1, 1]. ``norm``: batch (DCGAN); none or layer
+    where the generator is part of D (EBGAN's decoder)."""
 
     def __init__(
         self,
@@ -57,16 +55,17 @@ class Generator(nn.Module):
         width: int,
         out=nn.Tanh,
         attention: int = 0,  # SAGAN self-attention after the layer at this side (0 = none)
+        norm: str = "batch",  # feature_norm of every block: batch, none or layer
     ):
         super().__init__()
         start, n = upsampling_plan("dcgan", size)
         at = attention_position(attention, [start * 2**k for k in range(n + 1)])
         ch = width * 2**n
-        layers = up_block(latent_dim, ch, kernel_size=start, stride=1, padding=0)
+        layers = up_block(latent_dim, ch, norm, kernel_size=start, stride=1, padding=0)
         if at == 0:
             layers.append(SelfAttention(ch))
         for k in range(1, n + 1):
-            layers += up_block(ch, ch // 2, kernel_size=4, stride=2, padding=1)
+            layers += up_block(ch, ch // 2, norm, kernel_size=4, stride=2, padding=1)
             ch //= 2
             if at == k:
                 layers.append(SelfAttention(ch))
@@ -81,9 +80,10 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image -> one logit per sample; no batch norm on the input layer (DCGAN). ``norm=False``
-    drops batch norm everywhere, as WGAN-GP asks of its critic (Gulrajani et al. 2017, sec. 4):
-    the penalty is per sample, and batch norm couples the samples of a batch."""
+    """image -> one logit per sample; no norm on the input layer (DCGAN). ``norm``: batch norm
+    (DCGAN), none, or layer norm (``feature_norm``), the two WGAN-GP allows its critic (Gulrajani
+    et al. 2017, sec. 4): the penalty is per sample, and batch norm couples the samples of a
+    batch."""
 
     def __init__(
         self,
@@ -92,10 +92,12 @@ class Discriminator(nn.Module):
         size: int,
         width: int,
         dim_out: int = 1,
-        norm=True,
+        norm: str | bool = "batch",  # feature_norm of the strided blocks: batch, none or layer
         attention: int = 0,  # SAGAN self-attention after the layer at this side (0 = none)
     ):
         super().__init__()
+        if isinstance(norm, bool):  # the former spelling: True = batch, False = none
+            norm = "batch" if norm else "none"
         start, n = upsampling_plan("dcgan", size)
         at = attention_position(attention, [size // 2**k for k in range(n + 1)])
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2)]
@@ -157,7 +159,7 @@ def build_dcgan(meta: dict, cfg) -> dict[str, nn.Module]:
             channels=channels,
             size=size,
             width=width,
-            norm=cfg.d_norm == "batch",
+            norm=cfg.d_norm,
             attention=cfg.attention,
         ),
     }

@@ -296,7 +296,7 @@ def build_style(meta: dict, cfg) -> dict[str, nn.Module]:
         channels=channels,
         size=size,
         width=width,
-        norm=cfg.d_norm == "batch",
+        norm=cfg.d_norm,
         attention=cfg.attention,
     )
     dcgan_init(D)

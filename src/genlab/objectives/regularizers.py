@@ -33,7 +33,7 @@ class Regularizer:
 
     has_penalty = True
     reads: frozenset[str] = frozenset({"weight", "every"})  # the options it uses
-    per_sample = False  # True: its penalty needs per-sample gradients (no batch norm in D)
+    no_batch_norm = ""  # why it needs D without batch norm (genlab.nets.base.per_sample_critic)
 
     def __init__(self, cfg: RegularizerOptions | None = None) -> None:
         self.cfg = cfg if cfg is not None else RegularizerOptions()
@@ -48,6 +48,13 @@ class Regularizer:
     def after_step(self, D: nn.Module) -> None: ...
 
 
+# why R1 and R2 need D without batch norm
+GRAD_OF_SUM = (
+    "the penalty is on each sample's gradient (Mescheder et al. 2018, eqs. 9-10), taken as the "
+    "gradient of D's summed outputs, which is that only when D has no batch norm"
+)
+
+
 def grad_norm_at(D: nn.Module, x: Tensor) -> Tensor:
     """||grad_x D(x)|| per sample, with a graph so a penalty on it can be backpropagated."""
     x = x.detach().requires_grad_(True)
@@ -60,6 +67,8 @@ class R1(Regularizer):
     """Zero-centred gradient penalty on real data, (1/2) E[||grad D(x)||^2] (Mescheder et al. 2018,
     eq. 9); its weight is gamma."""
 
+    no_batch_norm = GRAD_OF_SUM
+
     def penalty(self, D, real, fake, noise=None):
         norm = grad_norm_at(D, real)
         return 0.5 * norm.pow(2).mean(), {"r1_grad_norm": norm.detach().mean().item()}
@@ -69,6 +78,8 @@ class R1(Regularizer):
 class R2(Regularizer):
     """Zero-centred gradient penalty on generated data, (1/2) E[||grad D(G(z))||^2] (Mescheder et
     al. 2018, eq. 10)."""
+
+    no_batch_norm = GRAD_OF_SUM
 
     def penalty(self, D, real, fake, noise=None):
         norm = grad_norm_at(D, fake)
@@ -81,7 +92,10 @@ class GradientPenalty(Regularizer):
     G(z), a ~ U[0, 1]; ``one_sided: true`` penalises only norms above 1, E[max(0, ||.|| - 1)^2]."""
 
     reads = frozenset({"weight", "every", "one_sided"})
-    per_sample = True  # Gulrajani et al. 2017, sec. 4: no batch norm in the critic
+    no_batch_norm = (
+        "the penalty is on each sample's gradient, which batch norm makes depend on the "
+        "other samples (Gulrajani et al. 2017, sec. 4: no batch norm in the critic)"
+    )
 
     def penalty(self, D, real, fake, noise=None):
         shape = (len(real),) + (1,) * (real.dim() - 1)
@@ -117,6 +131,10 @@ class SpectralNorm(Regularizer):
 
     has_penalty = False
     reads: frozenset[str] = frozenset()
+    no_batch_norm = (
+        "batch norm divides by the batch's standard deviation, so D's Lipschitz constant is no "
+        "longer bounded by the product of its layers' spectral norms (Miyato et al. 2018)"
+    )
 
     def setup(self, D: nn.Module) -> None:
         layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)

@@ -18,7 +18,7 @@ from genlab.sweeps.context import Context
 from genlab.sweeps.space import arm_label, suggest, variant_for
 from genlab.sweeps.storage import RETRAIN_PREFIX, trial_arm
 
-METRIC_KEY = {"frechet": "frechet", "kid": "kid_mean"}
+METRIC_KEY = {"frechet": "frechet", "kid": "kid"}
 
 
 class TrialFailed(RuntimeError):

@@ -7,7 +7,9 @@ import torch
 from genlab.metrics.scores import Context, metric
 
 
-@metric("info", requires=("image", "class"), generic=False)
+@metric(
+    "info", requires=("image", "class"), generic=False, ranges={"info_matched_accuracy": (0, 1)}
+)
 def info_matched_accuracy(ctx: Context) -> dict[str, float]:
     """InfoGAN: accuracy of the categorical code as a classifier of the evaluator's predicted
     class, after the best one-to-one matching of code values to classes (Hungarian algorithm);
