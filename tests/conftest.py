@@ -48,6 +48,7 @@ def tiny_params_dict(tracking: bool = False) -> dict:
         "evaluate": {"metrics": ["frechet", "kid", "prdc", "coverage", "elbo", "iwae", "modes"],
                      "n": 150, "bootstrap": 20, "kid_subsets": 5, "kid_subset_size": 50,
                      "iwae_samples": 16},
+        "seeds": {"variants": [], "seeds": []},  # dvc.yaml's replicate matrix reads both
     }  # fmt: skip
 
 

@@ -47,6 +47,8 @@ def e2e_params() -> dict:
                     "steps": 5, "batch_size": 32, "n_train": 256, "n_samples": 250, "width": 16,
                     "budgets": {}},
     }  # fmt: skip
+    raw["seeds"] = {"variants": ["dcgan_ns"], "seeds": [1]}  # stage replicate@dcgan_ns-1
+    raw["variants"]["dcgan_ns"]["d_norm"] = "none"  # the sweep's base: spectral norm applies
     raw["sweeps"] = {  # a tiny study: 2 losses x 2 regularisers, one trial each
         "tiny": {"base": "dcgan_ns", "trials_per_arm": 1, "steps": 4, "report_every": 2,
                  "pruner": {"name": "none"}, "seeds": [1],
@@ -90,7 +92,14 @@ def test_every_declared_output_exists(project):
     expected = {f"{s}@{v}" for s in ("train", "sample", "evaluate") for v in VARIANTS}
     expected |= {f"{s}@{d}" for s in ("prepare", "fit-evaluator") for d in ("digits", "ring8")}
     expected |= {f"toy@{t}" for t in TOYS}
-    assert ran_stages(log) == expected | {"report", "sweep@tiny"}
+    assert ran_stages(log) == expected | {"report", "sweep@tiny", "replicate@dcgan_ns-1"}
+    assert (project / "models/dcgan_ns-seed1/model.pt").is_file()
+    replica = json.loads((project / "metrics/dcgan_ns-seed1.json").read_text())
+    assert (
+        replica["frechet"] != json.loads((project / "metrics/dcgan_ns.json").read_text())["frechet"]
+    )  # another seed, another model
+    for v in (*VARIANTS, "dcgan_ns-seed1"):
+        assert (project / f"metrics/bootstrap/{v}.csv").is_file()
     for t in TOYS:
         assert (project / f"reports/toys/{t}.csv").is_file()
         assert (project / f"reports/toys/{t}.png").read_bytes()[:4] == b"\x89PNG"
@@ -111,6 +120,8 @@ def test_every_declared_output_exists(project):
         assert (project / "reports" / f).is_file()
     readme = (project / "reports/README.md").read_text()
     assert all(v in readme for v in VARIANTS) and "real-vs-real" in readme
+    assert "## The answer" in readme and "### Over seeds" in readme
+    assert "frechet_ci_low" not in readme  # the intervals are in the cells, not in columns
     assert all(f"### {t}" in readme for t in TOYS)
     sweep = project / "reports/sweeps/tiny"
     for f in ("study.db", "trials.csv", "table.csv", "expected_best.csv", "expected_best.png",
@@ -131,8 +142,13 @@ def test_every_declared_output_exists(project):
 def test_mlflow_has_one_finished_run_per_variant(project):
     params = validate_params(yaml.safe_load((project / "params.yaml").read_text()))
     everything = tracking.runs(params.tracking, project)
-    runs = {r.info.run_name: r for r in everything if "sweep" not in r.data.tags}
+    skip = {"sweep", "replica_of"}
+    runs = {r.info.run_name: r for r in everything if not skip & set(r.data.tags)}
     assert set(runs) == set(VARIANTS)
+    (replica,) = [r for r in everything if r.data.tags.get("replica_of") == "dcgan_ns"]
+    assert replica.info.run_name == "dcgan_ns-seed1" and replica.data.params["seed"] == "1"
+    assert replica.data.tags["dvc.stage"] == "replicate@dcgan_ns-1"
+    assert replica.info.status == "FINISHED" and "eval.frechet" in replica.data.metrics
     sweep_runs = [r for r in everything if r.data.tags.get("sweep") == "tiny"]
     assert (
         sorted(r.data.tags["kind"] for r in sweep_runs)

@@ -123,7 +123,7 @@ def faces_params() -> dict:
         "seed": 0,
         "device": "cpu",
         "tracking": {"enabled": False},
-        "data": {"faces": {"test_fraction": 0.2, "size": 32, "flip": True}},
+        "data": {"faces": {"test_fraction": 0.5, "size": 32, "flip": True}},
         "evaluator": {"epochs": 2, "batch_size": 64, "lr": 0.001},
         "train": {"steps": 5, "batch_size": 16, "log_every": 1, "checkpoint_every": 5},
         "variants": {
@@ -131,8 +131,8 @@ def faces_params() -> dict:
                             "loss": "nonsaturating", "latent_dim": 16, "width": 8},
         },
         "sample": {"n": 100, "grid": 16, "interpolation_steps": 4, "batch_size": 100},
-        "evaluate": {"metrics": ["frechet", "kid", "coverage"], "kid_subsets": 5,
-                     "kid_subset_size": 40},
+        "evaluate": {"metrics": ["frechet", "kid", "prdc", "coverage"], "n": 100,
+                     "bootstrap": 10, "kid_subsets": 5, "kid_subset_size": 40},
     }  # fmt: skip
 
 
@@ -144,13 +144,14 @@ def test_faces_end_to_end_through_the_cli(tmp_path: Path, capsys) -> None:
         assert main(["--params", str(params), *argv]) == 0, (argv, capsys.readouterr().err)
 
     meta = json.loads((tmp_path / "data/prepared/faces/meta.json").read_text())
-    assert meta["shape"] == [1, 32, 32] and meta["n_train"] == 320 and meta["n_test"] == 40
+    assert meta["shape"] == [1, 32, 32] and meta["n_train"] == 200 and meta["n_test"] == 100
     evaluator = json.loads((tmp_path / "metrics/evaluator/faces.json").read_text())
     assert 0.0 <= evaluator["test_accuracy"] <= 1.0
-    assert math.isfinite(evaluator["floor"]["frechet"])
+    # the floor scores as many training images as the model's samples: evaluate.n = 100
+    assert math.isfinite(evaluator["floor"]["frechet"]) and evaluator["floor"]["n_samples"] == 100
     metrics = json.loads((tmp_path / "metrics/faces_dcgan.json").read_text())
-    assert metrics["n_samples"] == 100
-    for key in ("frechet", "kid_mean", "kid_std"):
+    assert metrics["n_samples"] == 100 and metrics["n_reference"] == 100
+    for key in ("frechet", "kid", "precision", "recall", "frechet_ci_low", "kid_ci_high"):
         assert math.isfinite(metrics[key]), (key, metrics)
     assert metrics["frechet"] > 0
     for f in ("samples.pt", "grid.png", "interpolation.png"):

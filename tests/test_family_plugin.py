@@ -205,11 +205,14 @@ def test_the_family_metric_is_scored_with_the_generic_ones(project):
     mu = load_model(Paths(root).model("shift"))[0].mu.detach()
     expected = float((torch.tanh(mu) - test["x"].mean(0).flatten()).abs().mean())
     assert written["meanshift_mu_gap"] == pytest.approx(expected, abs=1e-6)
-    for key in ("frechet", "kid_mean", "classes_covered"):
+    for key in ("frechet", "kid", "classes_covered"):
         assert math.isfinite(written[key])
     # generic=False: another family (one that does not list it) does not get the metric
     ctx = Context(x, test, {"kind": "image"}, None, params)
-    assert score(ctx, [METRIC], family_metrics=()) == {"n_samples": len(x)}
+    assert score(ctx, [METRIC], family_metrics=()) == {
+        "n_samples": len(x),
+        "n_reference": len(test["x"]),
+    }
 
 
 @pytest.mark.slow

@@ -90,7 +90,8 @@ def _variant(**keys):
 def test_the_gan_terms_are_the_adversarial_loss_info_then_regularisers():
     plain = gan_terms(_variant())
     assert len(plain) == 1
-    info = gan_terms(_variant(info_categorical=10, d_norm="none", regularizers={"r1": {"weight": 5}}))
+    r1 = {"r1": {"weight": 5}}
+    info = gan_terms(_variant(info_categorical=10, d_norm="none", regularizers=r1))
     assert isinstance(info[1], MutualInformation) and isinstance(info[2], Regularized)
     assert (info[2].weight, info[2].every) == (5.0, 1)
 

@@ -218,3 +218,40 @@ def test_toy_tables_get_a_section(project: Path) -> None:
     assert "### dirac" in readme and "| gan | 3.354 |" in readme and "(toys/dirac.png)" in readme
     page = out["html"].read_text()
     assert 'src="toys/dirac.png"' in page and "<h3>dirac</h3>" in page
+
+
+def _scored(root: Path, name: str, value: float, reps: list[float]) -> None:
+    """metrics/<name>.json with a Frechet distance, its interval and its replicates."""
+    (root / "metrics" / "bootstrap").mkdir(parents=True, exist_ok=True)
+    q = sorted(reps)
+    low, high = 2 * value - q[-1], 2 * value - q[0]
+    (root / "metrics" / f"{name}.json").write_text(json.dumps(
+        {"frechet": value, "frechet_ci_low": low, "frechet_ci_high": high}))  # fmt: skip
+    pd.DataFrame({"frechet": reps}).to_csv(root / "metrics" / "bootstrap" / f"{name}.csv")
+
+
+def test_the_answer_ranks_variants_and_marks_those_not_told_from_the_best(tmp_path: Path) -> None:
+    from genlab.report_stats import headline, headline_table, seeds_table
+
+    shared = [0.1 * i for i in range(-10, 11)]  # the reference resamples move all alike
+    _scored(tmp_path, "best", 1.0, [1.0 + s for s in shared])
+    _scored(tmp_path, "close", 1.05, [1.05 + s + 0.1 * (-1) ** i for i, s in enumerate(shared)])
+    _scored(tmp_path, "far", 2.0, [2.0 + s for s in shared])
+    (tmp_path / "metrics/evaluator").mkdir()
+    (tmp_path / "metrics/evaluator/d.json").write_text(json.dumps({"floor": {"frechet": 0.3}}))
+    variants = {v: {"dataset": "d"} for v in ("far", "close", "best")}
+    frame = headline(tmp_path, variants, 0.95)["d"]["frechet"]
+    assert list(frame["variant"]) == ["best", "close", "far"]  # lower is better
+    # unpaired, the intervals overlap ([0, 2] vs [0.05, 2.05]); paired, only "close" is alike
+    assert list(frame["same_as_best"]) == [True, True, False]
+    assert frame.attrs["floor"] == 0.3
+    table = headline_table({"frechet": frame})
+    assert table["frechet"].iloc[0].startswith("**1 [") and table["frechet"].iloc[1].startswith("≈")
+    assert list(table["variant"]) == ["best", "close", "far", "real-vs-real floor"]
+    for s, value in ((1, 1.2), (2, 0.8)):
+        (tmp_path / f"metrics/best-seed{s}.json").write_text(json.dumps({"frechet": value}))
+    seeds = seeds_table(tmp_path, {"variants": ["best"], "seeds": [1, 2]}, 0, 0.95)
+    row = seeds.iloc[0]
+    assert (row["seed 0"], row["seed 1"], row["seed 2"]) == ("1", "1.2", "0.8")
+    half = 4.302652729911275 * 0.2 / 3**0.5
+    assert row["mean over seeds [t interval]"] == f"1 [{1 - half:.3g}, {1 + half:.3g}]"

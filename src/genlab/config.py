@@ -20,6 +20,7 @@ import yaml
 from pydantic import (
     BaseModel,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -324,6 +325,7 @@ class Params(Strict):
     # study name -> its raw settings, validated by genlab.sweeps.study_cfg when a study runs
     sweeps: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seeds: SeedsCfg = SeedsCfg()
+    _replica: tuple[str, int] | None = PrivateAttr(default=None)  # set by ``replica``
 
     @model_validator(mode="after")
     def _seeds_known(self) -> Params:
@@ -347,7 +349,16 @@ class Params(Strict):
         if not 0 <= seed <= MAX_SEED:
             raise ConfigError(f"--seed {seed} is out of range; allowed: 0 to {MAX_SEED}")
         variants = {**self.variants, rname: cfg}
-        return self.model_copy(update={"seed": seed, "variants": variants}), rname
+        params = self.model_copy(update={"seed": seed, "variants": variants})
+        params._replica = (name, seed)
+        return params, rname
+
+    def run_tags(self, name: str) -> dict[str, str]:
+        """The DVC stage that trains variant ``name`` and, for a replica, what it replicates."""
+        if self._replica is None:
+            return {"dvc.stage": f"train@{name}"}
+        variant, seed = self._replica
+        return {"dvc.stage": f"replicate@{variant}-{seed}", "replica_of": variant}
 
     @model_validator(mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from genlab.errors import ConfigError
 from genlab.families import FAMILIES
 from genlab.io import torch_load, torch_save, write_json, write_text
 from genlab.metrics import Context, fit_evaluator, load_evaluator, save_evaluator, score
+from genlab.metrics.scores import check_kid_subsets, field_kinds
 from genlab.paths import Paths
 from genlab.runtime import resolve_device
 
@@ -40,6 +41,7 @@ class GeneratorScorer:
         _, self.test, self.meta = load_prepared(root, dataset)
         self.evaluator = load_any_evaluator(root, dataset)
         self.params, self.names = params, names
+        check_evaluate(params, self.meta, self.evaluator, names)
         images = self.evaluator is not None  # point sets are scored on their modes, not features
         self.test_cache = {"test": self.evaluator.features(self.test["x"])} if images else {}
 
@@ -81,14 +83,43 @@ def scored_size(params, meta: dict, available: int, source: str) -> int:
     """How many samples a model (and the floor) is scored on: ``evaluate.n``, or the training
     split's size when it is smaller, so that the floor is scored exactly like the models.
     ``available``: the rows there are to draw from (``source`` names the setting behind it)."""
-    n = min(params.evaluate.n, int(meta["n_train"]))
+    n = min(params.evaluate.n, int(meta.get("n_train", available)))
     if available < n:
         raise ConfigError(
             f"{source} gives {available} samples, but evaluate.n = {params.evaluate.n} scores "
-            f"{n} for dataset {meta['name']!r}; allowed: {source} >= {n}, or a smaller "
+            f"{n} for dataset {meta.get('name', '?')!r}; allowed: {source} >= {n}, or a smaller "
             "evaluate.n"
         )
     return n
+
+
+def check_evaluate(params, meta: dict, evaluator=None, names: list[str] = ()) -> None:
+    """Refuse, before any work, evaluate settings that cannot fit this dataset: a KID subset or
+    a k of precision/recall/density/coverage larger than the scored sets, and (for ``names``
+    that need it, e.g. a sweep's objective) a Frechet distance the sizes leave undefined."""
+    cfg = params.evaluate
+    if "image" not in field_kinds(meta):
+        return
+    n = min(cfg.n, int(meta.get("n_train", cfg.n)))
+    n_ref = int(meta.get("n_test", n))
+    where = f"dataset {meta.get('name', '?')!r} scores {n} samples against {n_ref} test images"
+    if cfg.kid_subset_size != "all" and "kid" in cfg.metrics:
+        check_kid_subsets(cfg.kid_subset_size, n, n_ref)
+    if "prdc" in cfg.metrics:
+        for key in ("pr_k", "dc_k"):
+            k = getattr(cfg, key)
+            if k >= min(n, n_ref):
+                raise ConfigError(
+                    f"evaluate.{key} = {k}: the k-NN balls need more than k points per set, and "
+                    f"{where}; allowed: 1 to {min(n, n_ref) - 1}"
+                )
+    dim = getattr(evaluator, "kwargs", {}).get("feature_dim")
+    if "frechet" in names and dim is not None and min(n, n_ref) <= dim:
+        raise ConfigError(
+            f"the Frechet distance needs more samples and test images than the evaluator's "
+            f"{dim} feature dimensions, and {where}; allowed: evaluate.n above {dim} (and a "
+            "larger test split), or score kid instead"
+        )
 
 
 def scored_rows(available: int, n: int, seed: int) -> Tensor:
@@ -124,6 +155,7 @@ def fit_evaluator_stage(params, dataset: str, root: Path) -> dict[str, Any]:
     """Train the evaluator (image sets) and score the real-vs-real floor."""
     params.dataset_cfg(dataset)  # unknown dataset -> ConfigError
     train, test, meta = load_prepared(root, dataset)
+    check_evaluate(params, meta)  # before the evaluator trains
     out: dict[str, Any] = {"dataset": dataset, "test_accuracy": None}
     path = evaluator_path(root, dataset)
     if field_kind(meta) == "image":
@@ -157,6 +189,7 @@ def evaluate_variant(params, name: str, root: Path) -> dict[str, float]:
     saved = load_checkpoint(paths.samples(name), "samples")
     _, test, meta = load_prepared(root, cfg.dataset)
     evaluator = load_any_evaluator(root, cfg.dataset)
+    check_evaluate(params, meta)
     n = scored_size(params, meta, len(saved["x"]), "sample.n")
     rows = scored_rows(len(saved["x"]), n, params.seed)
     ctx = Context(saved["x"][rows], test, meta, evaluator, params,

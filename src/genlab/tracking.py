@@ -338,10 +338,28 @@ class NullRun:
 
 
 def reopen(cfg, root: Path, run_id: str | None) -> Run | NullRun:
-    """An existing run for ``evaluate`` to log into (status untouched)."""
+    """An existing run for ``sample`` and ``evaluate`` to log into (status untouched). A run
+    the store does not hold (a fresh clone, a store replaced since training) is reported on
+    stderr and skipped: the stage's files are written all the same."""
     if not cfg.enabled or run_id is None:
         return NullRun()
-    return Run(_client(tracking_uri(cfg.uri, root)), run_id)
+    import sys
+
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri(cfg.uri, root))
+    try:
+        client.get_run(run_id)
+    except MlflowException as err:
+        if getattr(err, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        print(
+            f"genlab: MLflow run {run_id} (models/<variant>/run.json) is not in the store "
+            f"{cfg.uri}; nothing is logged to it (train again to get a run)",
+            file=sys.stderr,
+        )
+        return NullRun()
+    return Run(client, run_id)
 
 
 def runs(cfg, root: Path) -> list:

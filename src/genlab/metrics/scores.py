@@ -105,6 +105,8 @@ class Context:
             self.cache.update({("distance", "test", "test"): d_tt, ("distance", "test",
                 "samples"): d_ts, ("distance", "samples", "samples"): d_ss})  # fmt: skip
         if key not in self.cache:
+            if kind != "kernel":
+                raise ValueError(f"pairwise({kind!r}, {a!r}, {b!r}): no such matrix")
             fa, fb = self.features(a).double(), self.features(b).double()
             self.cache[key] = polynomial_kernel(fa, fb)
         m = self.cache[key]
@@ -117,7 +119,7 @@ class Context:
         gets its rows."""
         if self.base is not None:
             values = self.base.per_row(key, fn)
-            return {k: v[self.ids(k.split(".")[0])] for k, v in values.items()}
+            return {k: v[self.ids(_side(k))] for k, v in values.items()}
         if key not in self.cache:
             self.cache[key] = fn(self)
         return self.cache[key]
@@ -142,6 +144,13 @@ class Context:
                 raise ValueError("this metric needs the trained model, and none was given")
             self.cache["model"] = self.load_model()
         return self.cache["model"]
+
+
+def _side(name: str) -> str:
+    side = name.split(".")[0]
+    if side not in ("samples", "test"):
+        raise ValueError(f"per-row value {name!r} must be named samples.<x> or test.<x>")
+    return side
 
 
 def metric(name: str, requires: tuple[str, ...], generic: bool = True, settings=(), ranges=None):
@@ -202,7 +211,7 @@ def score(
         if keep is not None:
             keep.update(reps)
         for k in keys:
-            low, high = basic_interval(point[k], torch.tensor(reps[k]), level)
+            low, high = basic_interval(point[k], torch.tensor(reps[k], dtype=torch.float64), level)
             lo, hi = ranges.get(k, (-math.inf, math.inf))
             out[f"{k}_ci_low"], out[f"{k}_ci_high"] = min(max(low, lo), hi), min(max(high, lo), hi)
     return out
@@ -343,13 +352,21 @@ def _conditional(ctx: Context) -> dict[str, float]:
     out = {"conditional_accuracy": float((pred == ctx.labels).float().mean())}
     n_min = min(min(len(s), len(t)) for s, t in rows)
     out["intra_n_reference_min"] = min(len(t) for _, t in rows)
-    if n_min < 2:
+    if (
+        min(_distinct(ctx, "samples", s) for s, _ in rows) < 2
+        or min(_distinct(ctx, "test", t) for _, t in rows) < 2
+    ):  # a class with fewer than 2 distinct points (a bootstrap replicate may draw so)
         return {**out, "intra_kid": math.nan}
     out["intra_kid"] = sum(_kid_value(ctx, s, t) for s, t in rows) / len(rows)
     if _frechet_valid(n_min, n_min, fake.shape[1]):
         distances = [frechet_from_features(fake[s], real[t]) for s, t in rows]
         out["intra_frechet"] = sum(distances) / len(distances)
     return out
+
+
+def _distinct(ctx: Context, which: str, rows: Tensor) -> int:
+    ids = ctx.ids(which)
+    return len(rows) if ids is None else len(ids[rows].unique())
 
 
 @metric("modes", requires=("points",), ranges={"high_quality_pct": (0.0, 100.0)})

@@ -176,7 +176,7 @@ def _one_thread() -> None:
 def pool_map(jobs: list[tuple], workers: int) -> list[tuple[dict[str, Any], np.ndarray]]:
     """``run_one`` over ``jobs``, in their order: in this process for one worker, else on that
     many spawned processes (fork is unsafe once torch's thread pools exist)."""
-    if workers == 1:
+    if workers <= 1:
         return [run_one(*job) for job in jobs]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:

@@ -173,7 +173,7 @@ def train_variant(
         params.tracking, root, name=name, run_id=run_id,
         params={"seed": params.seed, "device": params.device, "threads": threads,
                 "variant": name, **config},
-        tags={"dvc.stage": f"train@{name}", "dataset": cfg.dataset, "family": cfg.family,
+        tags={**params.run_tags(name), "dataset": cfg.dataset, "family": cfg.family,
               "variant": name, "genlab.version": genlab.__version__},
     )  # fmt: skip
     step = start
