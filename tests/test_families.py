@@ -321,8 +321,9 @@ def test_style_progressive_and_vqvae_variants_run_through_the_pipeline(digits_ro
         "conditional": True,
     }
     params = _params({"style_v": style, "prog_v": progressive, "vq_v": vq},
-                     evaluate={"metrics": ["frechet", "conditional", "vq"], "kid_subsets": 5,
-                               "kid_subset_size": 50, "iwae_samples": 4})  # fmt: skip
+                     evaluate={"metrics": ["frechet", "conditional", "vq"], "n": 150,
+                               "bootstrap": 10, "kid_subsets": 5, "kid_subset_size": 50,
+                               "iwae_samples": 4})  # fmt: skip
     paths, metrics = _run(params, "style_v", digits_root)
     assert {"truncation.png", "mixing.png"} <= {p.name for p in paths["dir"].iterdir()}
     assert math.isfinite(metrics["frechet"])

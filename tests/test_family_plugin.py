@@ -200,7 +200,10 @@ def test_the_family_metric_is_scored_with_the_generic_ones(project):
     written = json.loads(Paths(root).metrics("shift").read_text())
     assert written == pytest.approx(metrics)
     _, test, _ = load_prepared(root, "digits")
+    from genlab.evaluate import scored_rows
+
     x = torch.load(paths["samples"], weights_only=True)["x"]
+    x = x[scored_rows(len(x), metrics["n_samples"], params.seed)]  # the rows evaluate scores
     assert written[METRIC] == pytest.approx(float((x.mean() - test["x"].mean()).abs()), abs=1e-6)
     mu = load_model(Paths(root).model("shift"))[0].mu.detach()
     expected = float((torch.tanh(mu) - test["x"].mean(0).flatten()).abs().mean())

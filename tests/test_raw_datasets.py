@@ -56,8 +56,8 @@ def raw_params(name: str, limit: int | None) -> dict:
                     "latent_dim": 16, "width": 8},
         },
         "sample": {"n": 64, "grid": 16, "interpolation_steps": 4, "batch_size": 64},
-        "evaluate": {"metrics": ["frechet", "kid", "coverage"], "kid_subsets": 5,
-                     "kid_subset_size": 32},
+        "evaluate": {"metrics": ["kid", "coverage"], "n": 64, "bootstrap": 10,
+                     "kid_subsets": 5, "kid_subset_size": 32},
     }  # fmt: skip
 
 
@@ -81,10 +81,11 @@ def test_end_to_end_from_raw_idx_files(tmp_path: Path, capsys, name: str, limit:
     assert 0.0 <= evaluator["test_accuracy"] <= 1.0
     assert all(math.isfinite(v) for v in evaluator["floor"].values()), evaluator
     metrics = json.loads((tmp_path / "metrics/gan.json").read_text())
-    assert metrics["n_samples"] == 64
-    for key in ("frechet", "kid_mean", "kid_std", "classes_covered", "class_kl"):
+    # as many samples as the training split holds (the floor's n), against the 32 test images
+    assert (metrics["n_samples"], metrics["n_reference"]) == (meta["n_train"], 32)
+    assert evaluator["floor"]["n_samples"] == meta["n_train"]
+    for key in ("kid", "kid_ci_low", "kid_ci_high", "classes_covered", "class_kl"):
         assert math.isfinite(metrics[key]), (key, metrics)
-    assert metrics["frechet"] > 0
     assert (tmp_path / "models/gan/model.pt").is_file()
     assert (tmp_path / "samples/gan/grid.png").is_file()
 

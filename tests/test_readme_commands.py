@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -115,6 +116,14 @@ def sh(root: Path, argv: list[str]) -> str:
     return out.stdout + out.stderr
 
 
+def _lookup(params: dict, ref: str) -> list:
+    """The params list a ``${a.b}`` reference names."""
+    value = params
+    for part in re.fullmatch(r"\$\{([\w.]+)\}", ref).group(1).split("."):
+        value = value[part]
+    return value or []
+
+
 def stage_commands(root: Path) -> list[list[str]]:
     """genlab argv of every stage of dvc.yaml, in file order (a stage's inputs come first)."""
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
@@ -124,9 +133,17 @@ def stage_commands(root: Path) -> list[list[str]]:
         if "foreach" in stage:
             section = re.fullmatch(r"\$\{(\w+)\}", stage["foreach"]).group(1)
             cmds = [stage["do"]["cmd"].replace("${key}", k) for k in params[section] or {}]
+        elif "matrix" in stage:  # ${a.b} lists from params, one command per combination
+            axes = {k: _lookup(params, v) for k, v in stage["matrix"].items()}
+            cmds = []
+            for combo in itertools.product(*axes.values()):
+                cmd = stage["cmd"]
+                for k, v in zip(axes, combo, strict=True):
+                    cmd = cmd.replace("${item." + k + "}", str(v))
+                cmds.append(cmd)
         else:
             cmds = [stage["cmd"]]
-        for cmd in cmds:
+        for cmd in (part for c in cmds for part in c.split("&&")):
             argv = shlex.split(cmd)
             assert argv[0] == "genlab" and "${" not in cmd, cmd
             argvs.append(["--params", str(root / "params.yaml"), *argv[1:]])
