@@ -150,6 +150,9 @@ def headline_figure(ds: str, frames: dict[str, pd.DataFrame], path: Path) -> Non
         if floor is not None:
             ax.axvline(floor, ls="--", color="k", lw=1, label="real-vs-real floor")
             ax.legend(fontsize=7, loc="best")
+        spread = df["value"].abs()
+        if spread.max() > 10 * max(spread.median(), 1e-12):  # an outlier would squash the rest
+            ax.set_xscale("symlog", linthresh=max(spread.median(), 1e-6))
         ax.set_yticks(y, list(df["variant"]), fontsize=7)
         better = "lower" if df.attrs["lower_is_better"] else "higher"
         ax.set_title(f"{m} ({better} is better)", fontsize=9)
