@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from genlab.io import atomic_path
-from genlab.metrics.bootstrap import mean_interval
+from genlab.metrics.bootstrap import basic_interval, mean_interval
 from genlab.paths import Paths
 
 # metric -> True when lower is better; the first ones a dataset has are its headline
@@ -51,16 +51,11 @@ def same_as_best(
     point: float, best_point: float, reps: pd.Series, best_reps: pd.Series, level: float
 ) -> bool:
     """The paired basic interval of (variant - best) contains 0."""
-    diff = torch.tensor((reps - best_reps).to_numpy(dtype=float), dtype=torch.float64)
-    diff = diff[~torch.isnan(diff)]
     if point == best_point:
         return True
-    if diff.numel() < 2:
-        return False
-    alpha = (1.0 - level) / 2.0
-    q = torch.quantile(diff, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64))
-    d = point - best_point  # the basic interval, without basic_interval's cut at 0
-    return 2 * d - float(q[1]) <= 0 <= 2 * d - float(q[0])
+    diff = torch.tensor((reps - best_reps).to_numpy(dtype=float), dtype=torch.float64)
+    low, high = basic_interval(point - best_point, diff, level, cut_at_zero=False)
+    return low <= 0 <= high  # False for NaN (fewer than 2 replicates)
 
 
 def headline(

@@ -38,9 +38,13 @@ def resample_indices(
         )
 
 
-def basic_interval(point: float, replicates: Tensor, level: float) -> tuple[float, float]:
+def basic_interval(
+    point: float, replicates: Tensor, level: float, cut_at_zero: bool = True
+) -> tuple[float, float]:
     """The basic bootstrap interval at confidence ``level`` from replicate values (NaN: the
-    statistic was undefined on that replicate, e.g. a class absent from it; dropped)."""
+    statistic was undefined on that replicate, e.g. a class absent from it; dropped). With
+    ``cut_at_zero`` a statistic that is never negative keeps a lower end >= 0 (not for a
+    difference of two statistics)."""
     reps = torch.as_tensor(replicates, dtype=torch.float64)
     reps = reps[~torch.isnan(reps)]
     if not math.isfinite(point) or reps.numel() < 2:
@@ -48,7 +52,7 @@ def basic_interval(point: float, replicates: Tensor, level: float) -> tuple[floa
     alpha = (1.0 - level) / 2.0
     q_low, q_high = torch.quantile(reps, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64))
     low, high = 2.0 * point - float(q_high), 2.0 * point - float(q_low)
-    if point >= 0 and float(reps.min()) >= 0:
+    if cut_at_zero and point >= 0 and float(reps.min()) >= 0:
         low = max(low, 0.0)
     return low, max(high, low)
 
