@@ -58,7 +58,7 @@ class GeneratorScorer:
         device = next(net.parameters()).device
         sampler = family.sampler({k: m.eval() for k, m in modules.items()}, cfg, self.meta)
         try:
-            inputs = sampler.inputs(seed, self.params.sample.n, device)
+            inputs = sampler.inputs(seed, self.params.sample.n, device, self.test)
             x = sampler.generate(inputs, self.params.sample.batch_size)
         finally:
             for k, m in modules.items():
@@ -100,8 +100,7 @@ def check_evaluate(params, meta: dict, evaluator=None, names: list[str] = ()) ->
     cfg = params.evaluate
     if "image" not in field_kinds(meta):
         return
-    n = min(cfg.n, int(meta.get("n_train", cfg.n)))
-    n_ref = int(meta.get("n_test", n))
+    n, n_ref = min(_scored_sizes(meta, cfg.n).values())
     where = f"dataset {meta.get('name', '?')!r} scores {n} samples against {n_ref} test images"
     if cfg.kid_subset_size != "all" and "kid" in cfg.metrics:
         check_kid_subsets(cfg.kid_subset_size, n, n_ref)
@@ -120,6 +119,29 @@ def check_evaluate(params, meta: dict, evaluator=None, names: list[str] = ()) ->
             f"{dim} feature dimensions, and {where}; allowed: evaluate.n above {dim} (and a "
             "larger test split), or score kid instead"
         )
+
+
+def _count(meta: dict, split: str, field: str) -> int | None:
+    """Rows of ``field`` in ``split`` ("train"/"test") by meta.json: domain b of an unpaired set
+    counts as ``n_<split>_b``."""
+    domain = meta.get("fields", {}).get(field, {}).get("domain")
+    value = meta.get(f"n_{split}_b" if domain == "b" else f"n_{split}")
+    return None if value is None else int(value)
+
+
+def _scored_sizes(meta: dict, n: int) -> dict[str, tuple[int, int]]:
+    """Per scored set ("" for a generative dataset, else each translation direction): (outputs
+    or samples scored, reference images). A generative model is scored on ``n`` samples (at most
+    the training split's size); a translation model on its outputs for the first ``n`` test
+    sources, against their paired targets or the whole test split of the target domain."""
+    if "translation" not in meta:
+        scored = min(n, _count(meta, "train", "x") or n)
+        return {"": (scored, _count(meta, "test", "x") or scored)}
+    out = {}
+    for d in meta["translation"]["directions"]:
+        scored = min(n, _count(meta, "test", d["source"]) or n)
+        out[d["name"]] = (scored, scored if d.get("paired") else _count(meta, "test", d["target"]))
+    return out
 
 
 def scored_rows(available: int, n: int, seed: int) -> Tensor:
@@ -161,23 +183,118 @@ def fit_evaluator_stage(params, dataset: str, root: Path) -> dict[str, Any]:
     if field_kind(meta) == "image":
         cfg = params.evaluator
         net, stats = fit_evaluator(
-            train, test, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-            seed=params.seed, device=str(resolve_device(params.device)),
-            num_classes=meta["num_classes"],
+            _evaluator_split(train, meta), _evaluator_split(test, meta), epochs=cfg.epochs,
+            batch_size=cfg.batch_size, lr=cfg.lr, seed=params.seed,
+            device=str(resolve_device(params.device)), num_classes=meta["num_classes"],
         )  # fmt: skip
         net = net.cpu()
         out.update(stats)
     else:
         net = None
         torch_save({"kind": "points", "modes": meta["modes"], "std": meta["mode_std"]}, path)
-    n = scored_size(params, meta, len(train["x"]), "the training split")
-    rows = scored_rows(len(train["x"]), n, params.seed)
-    floor_ctx = Context(train["x"][rows], test, meta, net, params)
-    out["floor"] = _score(floor_ctx, params, Paths(root).floor_replicates(dataset))
+    if "translation" in meta:
+        out.update(_translation_floor(params, train, test, meta, net, root, dataset))
+    else:
+        n = scored_size(params, meta, len(train["x"]), "the training split")
+        rows = scored_rows(len(train["x"]), n, params.seed)
+        floor_ctx = Context(train["x"][rows], test, meta, net, params)
+        out["floor"] = _score(floor_ctx, params, Paths(root).floor_replicates(dataset))
     if net is not None:
         save_evaluator(net, path, {"dataset": dataset, **{k: out[k] for k in ("test_accuracy",)}})
     write_json(Paths(root).evaluator_metrics(dataset), out)
     return out
+
+
+def _evaluator_split(split: dict[str, Tensor], meta: dict) -> dict[str, Tensor]:
+    """The images and classes the evaluator learns from: ``x`` and ``y``, or for an unpaired
+    set every domain's (meta ``evaluator_fields``), so that one feature space scores both."""
+    fields = meta.get("evaluator_fields", [["x", "y"]])
+    return {"x": torch.cat([split[x] for x, _ in fields]),
+            "y": torch.cat([split[y] for _, y in fields])}  # fmt: skip
+
+
+def _translation_sets(
+    params, outputs: dict[str, Tensor], test: dict[str, Tensor], meta: dict,
+    cycles: dict[str, Tensor] | None = None,
+) -> dict[str, tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]]:  # fmt: skip
+    """Per direction with outputs: (scored outputs, reference set, per-output source data). The
+    outputs of the first ``evaluate.n`` test sources are drawn by ``scored_rows``; a paired
+    direction's reference is their own targets (rows aligned: ``source["target"]``), an
+    unpaired one's the target domain's whole test split."""
+    sizes, out = _scored_sizes(meta, params.evaluate.n), {}
+    for d in meta["translation"]["directions"]:
+        name = d["name"]
+        if name not in outputs:
+            continue
+        n = min(sizes[name][0], len(outputs[name]))
+        rows = scored_rows(len(outputs[name]), n, params.seed)
+        target, labels = test[d["target"]], test[d["labels"]]
+        if d.get("paired"):
+            reference = {"x": target[rows], "y": labels[rows]}
+            source = {"target": target[rows], "labels": labels[rows]}
+        else:
+            reference = {"x": target, "y": labels}
+            source = {"labels": test[d["source_labels"]][rows]}
+        if cycles and name in cycles:
+            back = cycles[name][rows] - test[d["source"]][rows]
+            source["cycle_l1"] = back.abs().flatten(1).mean(1)
+        out[name] = (outputs[name][rows], reference, source)
+    return out
+
+
+def _prefixed(name: str, values: dict) -> dict:
+    return {f"{name}_{k}" if name else k: v for k, v in values.items()}
+
+
+def _score_sets(
+    params, sets: dict, meta: dict, evaluator, keep: dict, family_metrics=(), **ctx_kw
+) -> dict[str, float]:
+    """Score each direction's outputs with intervals, keys prefixed by the direction's name;
+    ``keep`` gets the replicates under the same keys."""
+    cfg, metrics = params.evaluate, {}
+    for name, (samples, reference, source) in sets.items():
+        ctx = Context(samples, reference, meta, evaluator, params, source=source, **ctx_kw)
+        kept: dict[str, list[float]] = {}
+        values = score(ctx, cfg.metrics, family_metrics, replicates=cfg.bootstrap,
+                       level=cfg.confidence, seed=params.seed, keep=kept)  # fmt: skip
+        metrics.update(_prefixed(name, values))
+        keep.update(_prefixed(name, kept))
+    return metrics
+
+
+def _translation_floor(params, train, test, meta, evaluator, root: Path, dataset: str) -> dict:
+    """The floor of each direction: as many training images of the target domain as a model's
+    outputs, scored against the same reference; for super-resolution also the bicubic baseline,
+    scored exactly like a model (``baseline``)."""
+    paths, sizes, floor_sets = Paths(root), _scored_sizes(meta, params.evaluate.n), {}
+    for d in meta["translation"]["directions"]:
+        n_sources = min(params.sample.n, len(test[d["source"]]))  # the outputs a model has
+        placeholder = {d["name"]: test[d["target"]][:n_sources]}
+        _, reference, _ = _translation_sets(params, placeholder, test, meta)[d["name"]]
+        real = train[d["target"]]
+        n = min(sizes[d["name"]][0], n_sources, len(real))
+        floor_sets[d["name"]] = (real[scored_rows(len(real), n, params.seed)], reference, None)
+    keep: dict[str, list[float]] = {}
+    out = {"floor": _score_sets(params, floor_sets, meta, evaluator, keep)}
+    if meta["translation"]["task"] == "super_resolution":
+        n_sources = min(params.sample.n, len(test["source"]))
+        outputs = {"": bicubic(test["source"][:n_sources], meta["shape"][-1])}
+        sets = _translation_sets(params, outputs, test, meta)
+        kept: dict[str, list[float]] = {}
+        out["baseline"] = _score_sets(params, sets, meta, evaluator, kept, ("translation",))
+        out["baseline_name"] = "bicubic"
+        keep.update({f"baseline.{k}": v for k, v in kept.items()})
+    write_text(paths.floor_replicates(dataset), pd.DataFrame(keep).to_csv(index=False))
+    return out
+
+
+def bicubic(x: Tensor, size: int) -> Tensor:
+    """Bicubic upsampling to ``size`` (align_corners False), clamped to [-1, 1]: the
+    super-resolution baseline."""
+    import torch.nn.functional as F
+
+    up = F.interpolate(x.float(), size=(size, size), mode="bicubic", align_corners=False)
+    return up.clamp(-1, 1)
 
 
 def evaluate_variant(params, name: str, root: Path) -> dict[str, float]:
@@ -190,12 +307,19 @@ def evaluate_variant(params, name: str, root: Path) -> dict[str, float]:
     _, test, meta = load_prepared(root, cfg.dataset)
     evaluator = load_any_evaluator(root, cfg.dataset)
     check_evaluate(params, meta)
-    n = scored_size(params, meta, len(saved["x"]), "sample.n")
-    rows = scored_rows(len(saved["x"]), n, params.seed)
-    ctx = Context(saved["x"][rows], test, meta, evaluator, params,
-                  load_model=lambda: load_model(paths.model(name))[0],
-                  **_labelled(saved, rows))  # fmt: skip
-    metrics = _score(ctx, params, paths.replicates(name), FAMILIES.get(cfg.family).metrics)
+    family_metrics = FAMILIES.get(cfg.family).metrics
+    model = {"load_model": lambda: load_model(paths.model(name))[0]}
+    if "translation" in meta:
+        sets = _translation_sets(params, saved["outputs"], test, meta, saved.get("cycles"))
+        keep: dict[str, list[float]] = {}
+        metrics = _score_sets(params, sets, meta, evaluator, keep, family_metrics, **model)
+        write_text(paths.replicates(name), pd.DataFrame(keep).to_csv(index=False))
+    else:
+        n = scored_size(params, meta, len(saved["x"]), "sample.n")
+        rows = scored_rows(len(saved["x"]), n, params.seed)
+        ctx = Context(saved["x"][rows], test, meta, evaluator, params, **model,
+                      **_labelled(saved, rows))  # fmt: skip
+        metrics = _score(ctx, params, paths.replicates(name), family_metrics)
     write_json(paths.metrics(name), metrics)
 
     run_file = paths.run(name)

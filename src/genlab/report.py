@@ -15,7 +15,13 @@ from genlab.drawing import training_curves_figure
 from genlab.families import FAMILIES
 from genlab.io import atomic_path, write_text
 from genlab.paths import Paths
-from genlab.report_stats import headline, headline_figure, headline_table, seeds_table
+from genlab.report_stats import (
+    baseline_name,
+    headline,
+    headline_figure,
+    headline_table,
+    seeds_table,
+)
 
 DESCRIPTIVE = ["variant", "dataset", "family", "loss", "regularizers", "steps", "train_seconds"]
 LEGEND = {
@@ -51,6 +57,15 @@ LEGEND = {
     "test_prior_bits_per_code": "VQ-VAE: the prior's test NLL of the code grids, bits per code "
     "(lower is better)",
     "codes_used": "VQ-VAE: codebook entries the test split uses",
+    "psnr": "translation: peak signal-to-noise ratio of each output against its paired target, "
+    "dB, mean over test images (scikit-image, data range 2 on [-1, 1]; higher is better)",
+    "ssim": "translation: structural similarity against the paired target (scikit-image, 7x7 "
+    "window, channel mean; higher is better)",
+    "l1": "translation: mean absolute pixel error against the paired target on [-1, 1] (lower "
+    "is better)",
+    "class_preservation": "translation: share of outputs the evaluator assigns to the class of "
+    "their source (higher is better)",
+    "cycle_l1": "unpaired translation: mean |F(G(a)) - a| on [-1, 1] (lower is better)",
     "modes_captured": "mixture modes with enough high-quality samples, as in VEEGAN/PacGAN "
     "(higher is better)",
     "high_quality_pct": "% of samples within 3 std of their nearest mode (higher is better)",
@@ -145,6 +160,9 @@ def _comparison(
             accuracy[ds] = ev.get("test_accuracy")
             floor = {"variant": f"real-vs-real ({ds})", "dataset": ds, "family": "floor"}
             groups[ds] = [{**_numeric(ev.get("floor", {})), **floor}]
+            if ev.get("baseline"):  # e.g. bicubic upsampling for super-resolution
+                groups[ds].append({**_numeric(ev["baseline"]), "variant": baseline_name(ev),
+                                   "dataset": ds, "family": "baseline"})  # fmt: skip
         groups[ds].append(
             {
                 **_numeric(_read_json(metrics_path)),
@@ -258,8 +276,11 @@ def _readme(
     figures: dict[str, dict[str, str]],
     variants: dict[str, dict],
     answer: list[str] = (),
+    comparisons: dict[str, tuple[str, str]] | None = None,  # dataset -> (figure, caption)
 ) -> str:
-    """Markdown report: provenance, the answer, evaluator accuracy, tables, legend, figures."""
+    """Markdown report: provenance, the answer, evaluator accuracy, tables, legend, then a
+    section per family section with its variants' table and figures."""
+    comparisons = comparisons or {}
     lines = [
         "# genlab report",
         "",
@@ -278,11 +299,22 @@ def _readme(
     lines += ["", "### Legend", ""]
     lines.append("- real-vs-real rows: the same metrics for training images vs the test split.")
     lines += [f"- `{c}`: {LEGEND[c]}" for c in table.columns if c in LEGEND]
+    directions = sorted({c.split("_", 1)[0] for c in table.columns
+                         if c.startswith(("a2b_", "b2a_"))})  # fmt: skip
+    if directions:
+        names = "_`, `".join(directions)
+        lines.append(f"- `{names}_` prefixes: the unpaired translation's direction (A -> B, "
+                     "B -> A), each scored against its target domain")  # fmt: skip
     for section, blurb in sections().items():
         members = [v for v, cfg in variants.items() if section_of(cfg) == section]
         if not members:
             continue
-        lines += ["", f"## {section}", "", blurb]
+        lines += ["", f"## {section}", "", blurb, "", _markdown_table(_section_table(table,
+                  members))]  # fmt: skip
+        for ds in dict.fromkeys(variants[v]["dataset"] for v in members):
+            if ds in comparisons:
+                path, caption = comparisons[ds]
+                lines += ["", f"![{ds}]({path})", "", caption]
         for v in members:
             cfg = variants[v]
             arch = f", arch {cfg['arch']}" if cfg.get("arch") else ""
@@ -294,13 +326,61 @@ def _readme(
     return "\n".join(lines) + "\n"
 
 
+def _section_table(table: pd.DataFrame, members: list[str]) -> pd.DataFrame:
+    """The section's variants with the reference rows (floor, baseline) of their datasets, point
+    values only, the columns they fill."""
+    datasets = set(table.loc[table["variant"].isin(members), "dataset"])
+    keep = table["variant"].isin(members) | (
+        table["family"].isin(["floor", "baseline"]) & table["dataset"].isin(datasets)
+    )
+    rows = table.loc[keep, [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high"))]]
+    return rows[[c for c in rows.columns if (rows[c].astype(str) != "").any()]]
+
+
+def _translation_comparisons(
+    root: Path, variants: dict[str, dict], rows: int = 6
+) -> dict[str, tuple[str, str]]:
+    """Per paired translation dataset: the first test examples, one per row: source, the
+    baseline (bicubic) where the dataset has one, every variant's output, target (as Isola et
+    al.'s Figure 4 and Ledig et al.'s Figure 2 compare methods side by side)."""
+    from genlab.evaluate import bicubic
+    from genlab.families.translation import rows_figure
+    from genlab.io import torch_load
+
+    paths, by_dataset = Paths(root), {}
+    for v, cfg in variants.items():
+        file = paths.samples(v)
+        saved = torch_load(file, "samples") if file.is_file() else {}
+        if "" in saved.get("outputs", {}) and "" in saved.get("targets", {}):
+            by_dataset.setdefault(cfg["dataset"], []).append((v, saved))
+    out = {}
+    for ds, items in by_dataset.items():
+        first = items[0][1]
+        source, target = first["sources"][""][:rows], first["targets"][""][:rows]
+        columns, names = [source], ["source"]
+        if _read_json(paths.evaluator_metrics(ds)).get("baseline_name") == "bicubic":
+            columns.append(bicubic(source, target.shape[-1]))
+            names.append("bicubic")
+        for v, saved in items:
+            columns.append(saved["outputs"][""][:rows])
+            names.append(v)
+        columns.append(target)
+        names.append("target")
+        rows_figure(columns, paths.report_figures / f"translation_{ds}.png", rows=rows)
+        out[ds] = (f"figures/translation_{ds}.png",
+                   f"{ds}, test examples, one per row: {' | '.join(names)}")  # fmt: skip
+    return out
+
+
 def _html(
     table: pd.DataFrame,
     accuracy: dict[str, float | None],
     figures: dict[str, dict[str, str]],
     variants: dict[str, dict],
+    comparisons: dict[str, tuple[str, str]] | None = None,  # dataset -> (figure, caption)
 ) -> str:
     """Self-contained offline HTML page with the table and every variant's figures."""
+    comparisons = comparisons or {}
     esc = html.escape
     acc = ", ".join(
         f"{esc(ds)}: " + ("n/a" if a is None else f"{100 * a:.2f} %") for ds, a in accuracy.items()
@@ -318,7 +398,13 @@ def _html(
     for section, blurb in sections().items():
         members = [v for v, cfg in variants.items() if section_of(cfg) == section]
         if members:
-            parts += [f"<h2>{esc(section)}</h2>", f"<p>{esc(blurb)}</p>"]
+            parts += [f"<h2>{esc(section)}</h2>", f"<p>{esc(blurb)}</p>",
+                      _section_table(table, members).to_html(index=False, border=0)]  # fmt: skip
+        for ds in dict.fromkeys(variants[v]["dataset"] for v in members):
+            if ds in comparisons:
+                path, caption = comparisons[ds]
+                image = f'<img class="pixel interp" src="{esc(path)}" alt="{esc(ds)}">'
+                parts.append(f"<figure>{image}<figcaption>{esc(caption)}</figcaption></figure>")
         for v in members:
             parts.append(f"<h3>{esc(v)}</h3>")
             for kind, path in figures[v].items():
@@ -414,6 +500,7 @@ def write_report(
     reports = Paths(root).reports
     df, accuracy = _comparison(root, variants)
     figures = _figures(root, variants)
+    comparisons = _translation_comparisons(root, variants)
     answer = headline(root, variants, level)
     for ds, frames in answer.items():
         if frames:
@@ -428,10 +515,12 @@ def write_report(
         extra_md += _section_markdown("Sweeps (`genlab sweep STUDY`)", studies)
         extra_md += "\n" + SWEEPS_NOTE + "\n"
         extra_html += _section_html("Sweeps", studies) + f"<p>{html.escape(SWEEPS_NOTE)}</p>"
-    page = _html(table, accuracy, figures, variants).replace("</body>", extra_html + "\n</body>")
+    page = _html(table, accuracy, figures, variants, comparisons)
+    page = page.replace("</body>", extra_html + "\n</body>")
     return {
         "readme": write_text(
-            reports / "README.md", _readme(table, accuracy, figures, variants, answer_md) + extra_md
+            reports / "README.md",
+            _readme(table, accuracy, figures, variants, answer_md, comparisons) + extra_md,
         ),
         "html": write_text(reports / "index.html", page),
         "csv": write_text(reports / "comparison.csv", df.to_csv(index=False)),

@@ -21,8 +21,13 @@ from genlab.io import atomic_path
 from genlab.metrics.bootstrap import basic_interval, mean_interval
 from genlab.paths import Paths
 
-# metric -> True when lower is better; the first ones a dataset has are its headline
-HEADLINE = {"frechet": True, "kid": True, "precision": False, "recall": False,
+# metric -> True when lower is better; the first ones a dataset has are its headline: a paired
+# translation's PSNR, SSIM and class preservation, an unpaired one's per direction, then the
+# distribution metrics
+HEADLINE = {"psnr": False, "ssim": False, "class_preservation": False,
+            "a2b_class_preservation": False, "b2a_class_preservation": False,
+            "a2b_frechet": True, "b2a_frechet": True,
+            "frechet": True, "kid": True, "precision": False, "recall": False,
             "modes_captured": False, "high_quality_pct": False, "test_nll_nats": True}  # fmt: skip
 MAX_HEADLINE = 4
 
@@ -36,6 +41,20 @@ def _replicates(path: Path) -> pd.DataFrame | None:
     if not path.is_file() or not path.read_text(encoding="utf-8").strip():
         return None
     return pd.read_csv(path)
+
+
+def baseline_name(scored: dict) -> str:
+    """The report's name of a dataset's baseline row (``fit-evaluator``'s ``baseline_name``)."""
+    return f"{scored.get('baseline_name', 'baseline')} (baseline)"
+
+
+def _baseline_replicates(path: Path) -> pd.DataFrame | None:
+    """The baseline's columns (``baseline.<key>``) of the floor's replicates CSV."""
+    frame = _replicates(path)
+    if frame is None:
+        return None
+    columns = [c for c in frame.columns if c.startswith("baseline.")]
+    return frame[columns].rename(columns=lambda c: c.removeprefix("baseline."))
 
 
 def interval_text(point: float, low: float, high: float) -> str:
@@ -70,7 +89,12 @@ def headline(
     for ds, names in by_dataset.items():
         metrics = {v: _json(paths.metrics(v)) for v in names}
         reps = {v: _replicates(paths.replicates(v)) for v in names}
-        floor = _json(paths.evaluator_metrics(ds)).get("floor", {})
+        scored = _json(paths.evaluator_metrics(ds))
+        floor = scored.get("floor", {})
+        if scored.get("baseline"):  # e.g. bicubic upsampling, scored like a model
+            names = [*names, baseline_name(scored)]
+            metrics[names[-1]] = scored["baseline"]
+            reps[names[-1]] = _baseline_replicates(paths.floor_replicates(ds))
         chosen = [m for m in HEADLINE if any(m in metrics[v] for v in names)][:MAX_HEADLINE]
         out[ds] = {}
         for m in chosen:

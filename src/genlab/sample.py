@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from genlab.data import field_kind
+from genlab.data import field_kind, load_prepared
 from genlab.drawing import save_grid, scatter
 from genlab.families import FAMILIES, FigureContext
 from genlab.io import torch_save
@@ -27,7 +27,9 @@ def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
     modules, variant, ckpt = load_modules(paths.model(name), device)
     family, meta = FAMILIES.get(variant.family), ckpt["meta"]
     sampler = family.sampler(modules, variant, meta)
-    inputs = sampler.inputs(params.seed, cfg.n, device)
+    # a translation model translates the test split; the others draw their inputs themselves
+    data = load_prepared(root, variant.dataset)[1] if "translation" in meta else None
+    inputs = sampler.inputs(params.seed, cfg.n, device, data)
     x = sampler.generate(inputs, cfg.batch_size)
     path = sampler.interpolation(inputs, ROWS, cfg.interpolation_steps, cfg.batch_size)
 

@@ -22,32 +22,46 @@ Split = dict[str, torch.Tensor]  # field -> tensor, e.g. {"x": inputs, "y": int6
 Builder = Callable[[dict[str, Any], Path, int], tuple[Split, Split, dict[str, Any]]]
 
 # The kinds a field may declare in meta["fields"]; metrics, figures and samplers choose by them.
-FIELD_KINDS = ("image", "points", "class", "tokens", "lengths")
+# "labelmap": an int64 (N, H, W) per-pixel class map (0 = background), the source of label map to
+# image translation
+FIELD_KINDS = ("image", "points", "class", "tokens", "lengths", "labelmap")
+# What a translation dataset pairs (meta["translation"]["task"]); None: a generative dataset
+TASKS = ("paired", "unpaired", "super_resolution", "labelmap")
 
 
 @dataclass(frozen=True)
 class Dataset:
     """A registered dataset: its builder ``(options as dict, raw_dir, seed) -> (train, test,
-    meta)``, its options (defaults in one place), and its batch schema: field -> {"kind": one of
-    FIELD_KINDS, optionally "domain": the fields drawn together (unpaired data)}."""
+    meta)``, its options (defaults in one place), its batch schema: field -> {"kind": one of
+    FIELD_KINDS, optionally "domain": the fields drawn together (unpaired data)}, and ``task``:
+    for a translation dataset what it pairs (one of TASKS), known at params load."""
 
     build: Builder
     options: type[Options]
     fields: dict[str, dict[str, Any]]
+    task: str | None = None
 
 
 DATASETS: Registry[Dataset] = Registry("dataset")
 
 
-def dataset(name: str, *, options: type[Options], fields: dict[str, dict[str, Any]]):
+def dataset(
+    name: str,
+    *,
+    options: type[Options],
+    fields: dict[str, dict[str, Any]],
+    task: str | None = None,  # translation datasets: one of TASKS
+):
     """Register the decorated builder as dataset ``name``."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"dataset {name!r}: task {task!r}; allowed: {', '.join(TASKS)}")
     for field, spec in fields.items():
         if spec.get("kind") not in FIELD_KINDS:
             raise ValueError(f"dataset {name!r}: field {field!r} has kind {spec.get('kind')!r}; "
                              f"allowed: {', '.join(FIELD_KINDS)}")  # fmt: skip
 
     def decorator(fn: Builder) -> Builder:
-        DATASETS.register(name)(Dataset(fn, options, fields))
+        DATASETS.register(name)(Dataset(fn, options, fields, task))
         return fn
 
     return decorator

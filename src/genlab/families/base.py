@@ -50,11 +50,14 @@ class Trainer(Protocol):
 
 class Sampler(Protocol):
     """How a trained model is fed. ``inputs`` draws the fixed, seeded sample batch (a dict of
-    tensors, plus "generator": the torch.Generator that drew them); ``generate`` maps inputs to
+    tensors, plus "generator": the torch.Generator that drew them; ``data``: the test split, given
+    for a translation dataset, whose test sources are the inputs); ``generate`` maps inputs to
     samples on the CPU; ``interpolation`` returns the samples along ``rows`` paths of ``steps``
     points (or None); ``saved`` what ``samples.pt`` keeps beside the samples."""
 
-    def inputs(self, seed: int, n: int, device: torch.device | str) -> dict[str, Any]: ...
+    def inputs(
+        self, seed: int, n: int, device: torch.device | str, data: dict | None = None
+    ) -> dict[str, Any]: ...
 
     def generate(self, inputs: dict[str, Any], batch_size: int) -> Tensor: ...
 

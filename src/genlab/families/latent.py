@@ -68,7 +68,10 @@ class LatentSampler:
         self.net, self.noise_dim, self.num_classes = net, noise_dim, num_classes
         self.label_kind = label_kind if num_classes else None
 
-    def inputs(self, seed: int, n: int, device: torch.device | str) -> dict[str, Any]:
+    def inputs(
+        self, seed: int, n: int, device: torch.device | str, data: dict | None = None
+    ) -> dict[str, Any]:
+        """``n`` seeded latents (and balanced labels); ``data`` is not read."""
         z, gen = sample_latents(seed, n, self.noise_dim, device)
         y = balanced_labels(n, self.num_classes, device) if self.num_classes else None
         return {"z": z, "y": y, "generator": gen}

@@ -1,5 +1,6 @@
 """Sample-quality metrics: FID/KID on evaluator features, class coverage, 2-D mode metrics."""
 
+from genlab.metrics import translation  # noqa: F401, E402  (registers the translation metric)
 from genlab.metrics.coverage import class_coverage
 from genlab.metrics.evaluator import (
     Evaluator,

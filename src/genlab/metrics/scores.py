@@ -62,6 +62,9 @@ class Context:
     load_model: Callable[[], torch.nn.Module] | None = None  # the model of model.pt, on demand
     labels: Tensor | None = None  # the class each sample was generated for (conditional models)
     codes: Tensor | None = None  # InfoGAN: each sample's categorical code
+    # translation: per-sample data of each output's source (its paired "target", the source's
+    # class "labels", the "cycle_l1" error), rows aligned with the samples
+    source: dict[str, Tensor] | None = None
     cache: dict[str, Any] = field(default_factory=dict)
     # a bootstrap view: the rows of the base context's samples and test set it holds
     sample_ids: Tensor | None = None
@@ -132,6 +135,8 @@ class Context:
             samples=self.samples[sample_ids], test={k: v[test_ids] for k, v in self.test.items()},
             meta=self.meta, evaluator=self.evaluator, params=self.params,
             load_model=self.load_model, labels=pick(self.labels), codes=pick(self.codes),
+            source=None if self.source is None else {k: v[sample_ids] for k, v in
+                                                     self.source.items()},
             sample_ids=sample_ids, test_ids=test_ids, base=self,
         )  # fmt: skip
 
