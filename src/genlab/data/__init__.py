@@ -1,6 +1,12 @@
 """Datasets: registry of builders plus atomic prepare/load of `data/prepared/<name>/`."""
 
-from genlab.data import embedded, faces, torchvision_sets, toy2d  # noqa: F401  (registers builders)
+from genlab.data import (  # noqa: F401  (registers builders)
+    embedded,
+    faces,
+    torchvision_sets,
+    toy2d,
+    translation,
+)
 from genlab.data.base import (
     DATASETS,
     Builder,
