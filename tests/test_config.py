@@ -38,7 +38,8 @@ def test_registry_unknown_name_lists_the_valid_ones():
         ("variants.dcgan_ns.loss", "wasserstain", r"unknown loss 'wasserstain'; allowed: energy, fgan, hinge, least_squares, minimax, nonsaturating, wasserstein"),
         ("variants.dcgan_ns.arch", "resnet", r"unknown arch 'resnet'; allowed: dcgan, dcgan_ae, mlp, mlp_ae"),
         ("variants.vae.dataset", "imagenet", r"unknown dataset 'imagenet'; allowed: .*digits"),
-        ("variants.vae.family", "flow", r"unknown family 'flow'; allowed: gan, vae, vqvae"),
+        ("variants.vae.family", "flow", r"unknown family 'flow'; allowed: cyclegan, discogan, gan, "
+         r"pix2pix, spade, srgan, vae, vqgan, vqvae"),
         ("variants.dcgan_ns.loss", "elbo", r"unknown loss 'elbo'; allowed: energy, fgan, hinge, least_squares, minimax, nonsaturating, wasserstein"),
         ("variants.dcgan_ns.regularizers", {"r3": {}}, r"unknown regularizer 'r3'; allowed: gradient_penalty, r1, r2, spectral_norm, weight_clip"),
         ("variants.dcgan_ns.divergence", "wasserstein", r"divergence = 'wasserstein': unknown divergence 'wasserstein'; allowed: gan, jeffrey, jensen_shannon, kl"),

@@ -34,8 +34,10 @@ def build(name: str, cfg: dict, seed: int, raw: Path = Path("/nonexistent")):
 
 
 def test_registry_lists_all_and_rejects_unknown() -> None:
-    assert DATASETS.names() == ["digits", "digits_edges", "digits_fonts", "digits_layout", "faces",
-                                "fashion_mnist", "grid25", "mnist", "photos_sr", "ring8"]  # fmt: skip
+    assert DATASETS.names() == [
+        "digits", "digits_edges", "digits_fonts", "digits_layout", "faces", "fashion_mnist",
+        "grid25", "mnist", "photos_sr", "ring8",
+    ]  # fmt: skip
     with pytest.raises(
         UnknownNameError, match="nope.*digits, digits_edges, digits_fonts, digits_layout, faces"
     ):

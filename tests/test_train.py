@@ -102,6 +102,27 @@ def test_resume_refuses_changed_params_and_missing_state(tiny_project):
         train_variant(changed, "dcgan_ns", root, resume=True)
 
 
+def test_a_state_written_before_an_option_existed_resumes(tiny_project):
+    """Keys a newer genlab declares (here pix2pix's l1_weight and SRGAN's bicubic_skip) are
+    missing from an older state.pt's config; at their defaults they are no change."""
+    from genlab.io import torch_load, torch_save
+
+    root, _ = tiny_project
+    train_variant(params_with(steps=2), "dcgan_ns", root)
+    path = Paths(root).state("dcgan_ns")
+    state = torch_load(path, "training state")
+    for key in ("l1_weight", "bicubic_skip"):
+        del state["config"][key]
+    torch_save(state, path)
+    train_variant(params_with(steps=4), "dcgan_ns", root, resume=True)
+    assert load_state(root, "dcgan_ns")["step"] == 4
+    state = torch_load(path, "training state")
+    state["config"]["l1_weight"] = 5.0  # not the default: a change
+    torch_save(state, path)
+    with pytest.raises(CheckpointError, match=r"params changed since it was written \(l1_weight"):
+        train_variant(params_with(steps=6), "dcgan_ns", root, resume=True)
+
+
 def test_ema_weights_go_into_model_pt(tiny_project):
     root, _ = tiny_project
     train_variant(params_with(ema=0.5), "dcgan_ns", root)

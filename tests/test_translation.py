@@ -183,8 +183,11 @@ class TranslatorTrainer:
 def _sampler(modules, cfg, meta):
     G, F_ = modules["G"], modules["F"]
     if meta["translation"]["task"] == "unpaired":
-        return TranslationSampler({"a2b": G, "b2a": F_}, meta,
-                                  cycles={"a2b": lambda a: F_(G(a)), "b2a": lambda b: G(F_(b))})
+        return TranslationSampler(
+            {"a2b": G, "b2a": F_},
+            meta,
+            cycles={"a2b": lambda a: F_(G(a)), "b2a": lambda b: G(F_(b))},
+        )
     return TranslationSampler({"": G}, meta)  # fmt: skip
 
 
@@ -199,12 +202,20 @@ def translator():
         dataset(name, options=TinyCfg, fields=fields, task=task)(fn)
         registered.append(name)
     family = register(
-        Family(name="translator", archs=ARCHS, losses=TRANSLATION_LOSSES,
-               default_loss="nonsaturating", trainer=TranslatorTrainer, sampler=_sampler,
-               generator="G", model_modules=("G", "F"), figures=translation_figures,
-               metrics=("translation",),
-               check=requires_task("paired", "super_resolution", "unpaired"),
-               sections={"Translators": "1x1 convolutions."})  # fmt: skip
+        Family(
+            name="translator",
+            archs=ARCHS,
+            losses=TRANSLATION_LOSSES,
+            default_loss="nonsaturating",
+            trainer=TranslatorTrainer,
+            sampler=_sampler,
+            generator="G",
+            model_modules=("G", "F"),
+            figures=translation_figures,
+            metrics=("translation",),
+            check=requires_task("paired", "super_resolution", "unpaired"),
+            sections={"Translators": "1x1 convolutions."},
+        )  # fmt: skip
     )
     yield family
     FAMILIES.unregister("translator")
@@ -320,9 +331,7 @@ def test_the_sampler_is_seeded_and_keeps_dropout_noise(translator):
         TranslationSampler({"b2a": net}, meta)
 
 
-def test_the_report_has_the_baseline_row_the_section_table_and_the_comparison(
-    translator, tmp_path
-):
+def test_the_report_has_the_baseline_row_the_section_table_and_the_comparison(translator, tmp_path):
     from genlab.report import write_report
 
     params, *_ = _run(tmp_path, "tiny_sr")

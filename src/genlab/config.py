@@ -174,7 +174,7 @@ class VariantBase(Strict):
                 raise ValueError(
                     f"{key} = {value!r} has no effect here; it is read {_where(option, owners)}"
                 )
-        for owner, decl in COMPONENTS:
+        for owner, decl in _components():  # live: a family registered later checks too
             if decl.check is not None and owner.chosen(self):
                 decl.check(self)
         return self
@@ -245,6 +245,7 @@ class EvaluateCfg(Strict):
             "elbo",
             "iwae",
             "vq",
+            "translation",
         ]
     )
     # samples scored per model, and real training images scored for the floor: the same n for
@@ -272,10 +273,35 @@ class EvaluateCfg(Strict):
         return v
 
 
+class EvaluatorFit(Strict):
+    """How one dataset's evaluator is fitted, where it differs from the shared settings."""
+
+    epochs: int | None = Field(None, ge=1, le=100_000)
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH)
+    lr: float | None = Field(None, gt=0)
+    # average-pool the images by this factor before the CNN (32x32 digits upsampled from 8x8
+    # carry no more than 16x16 detail, at a quarter of the cost)
+    downsample: int = Field(1, ge=1, le=16)
+
+
 class EvaluatorCfg(Strict):
     epochs: int = Field(30, ge=1, le=100_000)
     batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     lr: float = Field(1e-3, gt=0)
+    datasets: dict[str, EvaluatorFit] = Field(default_factory=dict)  # per-dataset settings
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets_known(cls, v: dict[str, EvaluatorFit]) -> dict[str, EvaluatorFit]:
+        for name in v:
+            _check_name(DATASETS, name)
+        return v
+
+    def fit(self, dataset: str) -> dict[str, Any]:
+        """epochs, batch_size, lr and downsample of ``dataset``'s evaluator."""
+        own = self.datasets.get(dataset, EvaluatorFit())
+        shared = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        return {**shared, **{k: v for k, v in own.model_dump().items() if v is not None}}
 
 
 class TrackingCfg(Strict):

@@ -181,11 +181,10 @@ def fit_evaluator_stage(params, dataset: str, root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"dataset": dataset, "test_accuracy": None}
     path = evaluator_path(root, dataset)
     if field_kind(meta) == "image":
-        cfg = params.evaluator
         net, stats = fit_evaluator(
-            _evaluator_split(train, meta), _evaluator_split(test, meta), epochs=cfg.epochs,
-            batch_size=cfg.batch_size, lr=cfg.lr, seed=params.seed,
+            _evaluator_split(train, meta), _evaluator_split(test, meta), seed=params.seed,
             device=str(resolve_device(params.device)), num_classes=meta["num_classes"],
+            **params.evaluator.fit(dataset),
         )  # fmt: skip
         net = net.cpu()
         out.update(stats)

@@ -76,6 +76,12 @@ class BatchStream:
         }  # fmt: skip
         self.batch_size, self.device = batch_size, device
 
+    @property
+    def split(self) -> dict[str, Tensor]:
+        """Every field of the whole split, on the device (what a trainer fits a frozen feature
+        network on, before its first step)."""
+        return {k: v for stream in self.domains.values() for k, v in stream.data.items()}
+
     def next(self) -> dict[str, Tensor]:
         batch: dict[str, Tensor] = {}
         for stream in self.domains.values():

@@ -26,12 +26,20 @@ class Evaluator(nn.Module):
     """conv-BN-ReLU x2, maxpool, conv-BN-ReLU, global avg pool, linear-ReLU (features), linear."""
 
     def __init__(
-        self, in_channels: int, num_classes: int, feature_dim: int = 64, width: int = 32
+        self,
+        in_channels: int,
+        num_classes: int,
+        feature_dim: int = 64,
+        width: int = 32,
+        downsample: int = 1,  # average-pool the input by this factor first (large images)
     ) -> None:
         super().__init__()
         self.kwargs = dict(
             in_channels=in_channels, num_classes=num_classes, feature_dim=feature_dim, width=width
         )
+        if downsample > 1:  # only then: the kwargs of every evaluator saved before stay valid
+            self.kwargs["downsample"] = downsample
+        self.pool = nn.AvgPool2d(downsample) if downsample > 1 else nn.Identity()
         self.body = nn.Sequential(
             *_block(in_channels, width),
             *_block(width, 2 * width),
@@ -46,10 +54,14 @@ class Evaluator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Class logits (N, num_classes) for images (N, C, H, W) in [-1, 1]."""
-        return self.head(self.body(x))
+        return self.head(self.embed(x))
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Penultimate features of a batch (with gradients, in the current mode)."""
+        return self.body(self.pool(x))
 
     @torch.no_grad()
-    def _batched(self, fn: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    def _batched(self, fn, x: Tensor, batch_size: int) -> Tensor:
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
@@ -61,7 +73,7 @@ class Evaluator(nn.Module):
 
     def features(self, x: Tensor, batch_size: int = 512) -> Tensor:
         """Penultimate (post-ReLU) features (N, feature_dim) on CPU, in eval mode without grad."""
-        return self._batched(self.body, x, batch_size)
+        return self._batched(self.embed, x, batch_size)
 
 
 def predict(net: Evaluator, x: Tensor, batch_size: int = 512) -> Tensor:
@@ -95,6 +107,7 @@ def fit_evaluator(
     seed: int = 0,
     device: str = "cpu",
     num_classes: int | None = None,
+    downsample: int = 1,  # Evaluator's input pooling factor
 ) -> tuple[Evaluator, dict]:
     """Train an Evaluator (Adam, cosine LR, random 1-px shifts) on {"x": (N,C,H,W), "y": (N,)}.
 
@@ -107,7 +120,7 @@ def fit_evaluator(
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = Evaluator(x.shape[1], num_classes).to(device)
+        net = Evaluator(x.shape[1], num_classes, downsample=downsample).to(device)
     steps_per_epoch = -(-len(x) // batch_size)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(

@@ -330,9 +330,10 @@ def _check_resumable(state: dict, config: dict, identity: dict, path: Path) -> N
     only ``steps`` (to train longer) and the logging/checkpoint intervals may change. The seed
     and the thread count must match too (the bits depend on both)."""
     free = {"steps", "log_every", "checkpoint_every"}
+    written = _current_form(state["config"])
     diff = sorted(
-        k for k in set(config) | set(state["config"])
-        if k not in free and config.get(k) != state["config"].get(k)
+        k for k in set(config) | set(written)
+        if k not in free and config.get(k) != written.get(k)
     )  # fmt: skip
     diff += [
         f"{k} {state.get(k)} -> {v}" for k, v in identity.items()
@@ -348,6 +349,18 @@ def _check_resumable(state: dict, config: dict, identity: dict, path: Path) -> N
             f"cannot resume from {path}: it is at step {state['step']} but steps = "
             f"{config['steps']}; allowed: steps >= {state['step']}"
         )
+
+
+def _current_form(config: dict) -> dict:
+    """A checkpoint's variant config as this version writes it: keys added since (a new
+    family's options) at their defaults, so that they do not count as a change; as written
+    when it no longer validates (then every difference is reported)."""
+    from genlab.config import VariantCfg
+
+    try:
+        return VariantCfg.model_validate(config).model_dump(mode="json")
+    except ValueError:
+        return config
 
 
 def _log_final_artifacts(
