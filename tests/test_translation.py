@@ -345,3 +345,49 @@ def test_the_report_has_the_baseline_row_the_section_table_and_the_comparison(tr
     assert "tiny_sr, test examples, one per row: source | bicubic | t | target" in readme
     assert (tmp_path / "reports" / "figures" / "translation_tiny_sr.png").is_file()
     assert "translation_tiny_sr.png" in out["html"].read_text()
+
+
+# ---------------------------------------------------------------- bad inputs at params load
+def _cli(tmp_path, capsys, raw, *argv):
+    from genlab.cli import main
+    from tests.conftest import write_params
+
+    write_params(tmp_path, raw)
+    code = main(["--params", str(tmp_path / "params.yaml"), *argv])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def _with_variant(**variant):
+    raw = tiny_params_dict()
+    raw["variants"]["t"] = variant
+    return raw
+
+
+def test_an_unpaired_dataset_given_to_pix2pix_stops_at_params_load(tmp_path, capsys):
+    raw = _with_variant(dataset="digits_fonts", family="pix2pix", arch="unet")
+    code, out = _cli(tmp_path, capsys, raw, "prepare")
+    assert code == 2 and "variants.t" in out and "Traceback" not in out
+    assert "dataset = 'digits_fonts' is an unpaired translation dataset" in out
+    assert "allowed datasets: digits_edges, digits_layout, photos_sr" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_a_dataset_without_its_source_field_stops_at_params_load(tmp_path, capsys):
+    dataset("no_source", options=TinyCfg, fields={"x": {"kind": "image"}, "y": {"kind": "class"}},
+            task="paired")(_pairs)  # fmt: skip
+    try:
+        raw = _with_variant(dataset="no_source", family="pix2pix", arch="unet")
+        raw["data"]["no_source"] = {}
+        code, out = _cli(tmp_path, capsys, raw, "train", "t")
+    finally:
+        DATASETS.unregister("no_source")
+    assert code == 2 and "dataset = 'no_source' declares no field 'source'" in out
+
+
+def test_a_scale_that_does_not_divide_the_size_stops_at_params_load(tmp_path, capsys):
+    raw = tiny_params_dict()
+    raw["data"]["photos_sr"] = {"size": 32, "scale": 3}
+    code, out = _cli(tmp_path, capsys, raw, "prepare", "photos_sr")
+    assert code == 2 and "data.photos_sr.scale = 3" in out and "allowed: 2, 4, 8" in out
+    assert not (tmp_path / "data").exists()

@@ -15,9 +15,9 @@ from genlab.config import ConfigError, validate_params
 from genlab.data import load_prepared, prepare_dataset
 from genlab.families import FAMILIES
 from genlab.families.vqgan import VQGAN
-from genlab.families.vqgan.figures import reconstructions
 from genlab.families.vqgan.trainer import VQGANTrainer, disc_start_of, last_layer
 from genlab.families.vqvae import VQVAE
+from genlab.families.vqvae.figures import reconstructions
 from genlab.objectives.adaptive import adaptive_weight
 from genlab.paths import Paths
 from genlab.runtime import global_rng_state, set_global_rng_state

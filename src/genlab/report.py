@@ -6,6 +6,7 @@ import html
 import json
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -276,11 +277,11 @@ def _readme(
     figures: dict[str, dict[str, str]],
     variants: dict[str, dict],
     answer: list[str] = (),
-    comparisons: dict[str, tuple[str, str]] | None = None,  # dataset -> (figure, caption)
+    comparisons: list[Comparison] = (),  # figures setting several variants side by side
 ) -> str:
     """Markdown report: provenance, the answer, evaluator accuracy, tables, legend, then a
     section per family section with its variants' table and figures."""
-    comparisons = comparisons or {}
+    shown: set[str] = set()
     lines = [
         "# genlab report",
         "",
@@ -311,10 +312,8 @@ def _readme(
             continue
         lines += ["", f"## {section}", "", blurb, "", _markdown_table(_section_table(table,
                   members))]  # fmt: skip
-        for ds in dict.fromkeys(variants[v]["dataset"] for v in members):
-            if ds in comparisons:
-                path, caption = comparisons[ds]
-                lines += ["", f"![{ds}]({path})", "", caption]
+        for figure in _shown_here(comparisons, members, shown):
+            lines += ["", f"![{figure.caption}]({figure.path})", "", figure.caption]
         for v in members:
             cfg = variants[v]
             arch = f", arch {cfg['arch']}" if cfg.get("arch") else ""
@@ -337,9 +336,52 @@ def _section_table(table: pd.DataFrame, members: list[str]) -> pd.DataFrame:
     return rows[[c for c in rows.columns if (rows[c].astype(str) != "").any()]]
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A report figure setting several variants side by side, shown in the first section that
+    holds one of them."""
+
+    variants: tuple[str, ...]
+    path: str  # relative to reports/
+    caption: str
+
+
+def _shown_here(comparisons, members: list[str], shown: set[str]) -> list[Comparison]:
+    """The comparisons not shown yet that hold one of the section's ``members``."""
+    here = [c for c in comparisons if c.path not in shown and set(c.variants) & set(members)]
+    shown.update(c.path for c in here)
+    return here
+
+
+def _vq_comparisons(root: Path, variants: dict[str, dict], rows: int = 8) -> list[Comparison]:
+    """Per dataset with two or more codebook models: test images, one per row, beside every
+    model's reconstruction (``reconstructions.pt`` of the sample stage): VQ-GAN's beside the
+    VQ-VAE's (Esser et al. 2021, Fig. 3)."""
+    from genlab.families.translation import rows_figure
+    from genlab.io import torch_load
+
+    paths, by_dataset = Paths(root), {}
+    for v, cfg in variants.items():
+        file = paths.samples_dir(v) / "reconstructions.pt"
+        if file.is_file():
+            by_dataset.setdefault(cfg["dataset"], []).append((v, torch_load(file, "samples")))
+    out = []
+    for ds, items in by_dataset.items():
+        if len(items) < 2:
+            continue
+        columns = [items[0][1]["x"]] + [saved["reconstructions"] for _, saved in items]
+        name = f"reconstructions_{ds}.png"
+        rows_figure(columns, paths.report_figures / name, rows=rows)
+        names = " | ".join(["test image", *(v for v, _ in items)])
+        out.append(Comparison(tuple(v for v, _ in items), f"figures/{name}",
+                              f"{ds}, reconstructions through the codebook, one test image "
+                              f"per row: {names}"))  # fmt: skip
+    return out
+
+
 def _translation_comparisons(
     root: Path, variants: dict[str, dict], rows: int = 6
-) -> dict[str, tuple[str, str]]:
+) -> list[Comparison]:
     """Per paired translation dataset: the first test examples, one per row: source, the
     baseline (bicubic) where the dataset has one, every variant's output, target (as Isola et
     al.'s Figure 4 and Ledig et al.'s Figure 2 compare methods side by side)."""
@@ -353,7 +395,7 @@ def _translation_comparisons(
         saved = torch_load(file, "samples") if file.is_file() else {}
         if "" in saved.get("outputs", {}) and "" in saved.get("targets", {}):
             by_dataset.setdefault(cfg["dataset"], []).append((v, saved))
-    out = {}
+    out = []
     for ds, items in by_dataset.items():
         first = items[0][1]
         source, target = first["sources"][""][:rows], first["targets"][""][:rows]
@@ -367,8 +409,8 @@ def _translation_comparisons(
         columns.append(target)
         names.append("target")
         rows_figure(columns, paths.report_figures / f"translation_{ds}.png", rows=rows)
-        out[ds] = (f"figures/translation_{ds}.png",
-                   f"{ds}, test examples, one per row: {' | '.join(names)}")  # fmt: skip
+        caption = f"{ds}, test examples, one per row: {' | '.join(names)}"
+        out.append(Comparison(tuple(v for v, _ in items), f"figures/translation_{ds}.png", caption))
     return out
 
 
@@ -377,10 +419,10 @@ def _html(
     accuracy: dict[str, float | None],
     figures: dict[str, dict[str, str]],
     variants: dict[str, dict],
-    comparisons: dict[str, tuple[str, str]] | None = None,  # dataset -> (figure, caption)
+    comparisons: list[Comparison] = (),  # figures setting several variants side by side
 ) -> str:
     """Self-contained offline HTML page with the table and every variant's figures."""
-    comparisons = comparisons or {}
+    shown: set[str] = set()
     esc = html.escape
     acc = ", ".join(
         f"{esc(ds)}: " + ("n/a" if a is None else f"{100 * a:.2f} %") for ds, a in accuracy.items()
@@ -400,11 +442,9 @@ def _html(
         if members:
             parts += [f"<h2>{esc(section)}</h2>", f"<p>{esc(blurb)}</p>",
                       _section_table(table, members).to_html(index=False, border=0)]  # fmt: skip
-        for ds in dict.fromkeys(variants[v]["dataset"] for v in members):
-            if ds in comparisons:
-                path, caption = comparisons[ds]
-                image = f'<img class="pixel interp" src="{esc(path)}" alt="{esc(ds)}">'
-                parts.append(f"<figure>{image}<figcaption>{esc(caption)}</figcaption></figure>")
+        for figure in _shown_here(comparisons, members, shown):
+            image = f'<img class="pixel interp" src="{esc(figure.path)}" alt="{esc(figure.path)}">'
+            parts.append(f"<figure>{image}<figcaption>{esc(figure.caption)}</figcaption></figure>")
         for v in members:
             parts.append(f"<h3>{esc(v)}</h3>")
             for kind, path in figures[v].items():
@@ -500,7 +540,7 @@ def write_report(
     reports = Paths(root).reports
     df, accuracy = _comparison(root, variants)
     figures = _figures(root, variants)
-    comparisons = _translation_comparisons(root, variants)
+    comparisons = _translation_comparisons(root, variants) + _vq_comparisons(root, variants)
     answer = headline(root, variants, level)
     for ds, frames in answer.items():
         if frames:

@@ -9,9 +9,9 @@ from genlab.families.base import Family, register
 from genlab.families.gan import GAN
 from genlab.families.latent import CLASSES, sampler_of
 from genlab.families.translation import TRANSLATION_LOSSES
-from genlab.families.vqgan.figures import CAPTIONS, vqgan_figures
 from genlab.families.vqgan.trainer import VQGANTrainer, disc_start_of
 from genlab.families.vqvae import VQVAE
+from genlab.families.vqvae.figures import CAPTIONS, vq_figures
 from genlab.nets.vqvae import VQ_ARCHS
 from genlab.options import Field, Option
 
@@ -39,7 +39,7 @@ VQGAN = register(
         sampler=sampler_of("vae"),
         generator="vae",
         model_modules=("vae",),  # D and the feature net stay in state.pt
-        figures=vqgan_figures,
+        figures=vq_figures,
         metrics=("vq",),
         captions={**CLASSES, **CAPTIONS},
         options={

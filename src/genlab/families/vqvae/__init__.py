@@ -5,8 +5,9 @@ code position, through the prior's inverse CDF)."""
 from __future__ import annotations
 
 from genlab.families.base import CONDITIONAL, Family, register
-from genlab.families.latent import CLASSES, latent_figures, sampler_of
+from genlab.families.latent import CLASSES, sampler_of
 from genlab.families.vqvae import metrics  # noqa: F401  (registers the VQ-VAE metrics)
+from genlab.families.vqvae.figures import CAPTIONS, vq_figures
 from genlab.families.vqvae.trainer import VQVAETrainer
 from genlab.nets.vqvae import VQ_ARCHS, VQ_LOSSES
 from genlab.options import Field, Option
@@ -29,9 +30,9 @@ VQVAE = register(
         trainer=VQVAETrainer,
         sampler=sampler_of("vae"),
         generator="vae",
-        figures=latent_figures,
+        figures=vq_figures,
         metrics=("vq",),
-        captions=CLASSES,
+        captions={**CLASSES, **CAPTIONS},
         options={
             "conditional": CONDITIONAL,  # the prior is conditioned on the label
             "codebook_size": Option(int, Field(64, ge=2)),  # codes K
