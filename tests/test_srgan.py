@@ -391,7 +391,7 @@ def test_params_accept_srresnet_and_srgan():
 def test_the_bicubic_skip_starts_at_the_bicubic_baseline_and_learns_a_residual():
     import torch.nn.functional as F
 
-    from genlab.evaluate import bicubic
+    from genlab.metrics.translation import bicubic
     from genlab.nets.srresnet import SRResNet
 
     torch.manual_seed(0)

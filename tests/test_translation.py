@@ -301,7 +301,8 @@ def test_unpaired_directions_are_scored_against_their_target_domain(translator, 
 
 def test_super_resolution_gets_the_bicubic_baseline(translator, tmp_path):
     from genlab.data import load_prepared
-    from genlab.evaluate import bicubic, scored_rows
+    from genlab.evaluate import scored_rows
+    from genlab.metrics.translation import bicubic
 
     params, floor, _, metrics = _run(tmp_path, "tiny_sr")
     _, test, _ = load_prepared(tmp_path, "tiny_sr")

@@ -27,6 +27,7 @@ from genlab.families import FAMILIES
 from genlab.io import torch_load, torch_save, write_json, write_text
 from genlab.metrics import Context, fit_evaluator, load_evaluator, save_evaluator, score
 from genlab.metrics.scores import check_kid_subsets, field_kinds
+from genlab.metrics.translation import bicubic
 from genlab.paths import Paths
 from genlab.runtime import resolve_device
 
@@ -285,15 +286,6 @@ def _translation_floor(params, train, test, meta, evaluator, root: Path, dataset
         keep.update({f"baseline.{k}": v for k, v in kept.items()})
     write_text(paths.floor_replicates(dataset), pd.DataFrame(keep).to_csv(index=False))
     return out
-
-
-def bicubic(x: Tensor, size: int) -> Tensor:
-    """Bicubic upsampling to ``size`` (align_corners False), clamped to [-1, 1]: the
-    super-resolution baseline."""
-    import torch.nn.functional as F
-
-    up = F.interpolate(x.float(), size=(size, size), mode="bicubic", align_corners=False)
-    return up.clamp(-1, 1)
 
 
 def evaluate_variant(params, name: str, root: Path) -> dict[str, float]:

@@ -385,9 +385,9 @@ def _translation_comparisons(
     """Per paired translation dataset: the first test examples, one per row: source, the
     baseline (bicubic) where the dataset has one, every variant's output, target (as Isola et
     al.'s Figure 4 and Ledig et al.'s Figure 2 compare methods side by side)."""
-    from genlab.evaluate import bicubic
     from genlab.families.translation import rows_figure
     from genlab.io import torch_load
+    from genlab.metrics.translation import bicubic
 
     paths, by_dataset = Paths(root), {}
     for v, cfg in variants.items():

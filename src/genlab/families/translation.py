@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from genlab.data import DATASETS
 from genlab.drawing import save_grid
+from genlab.families.base import Family, register
 from genlab.objectives import GAN_LOSSES
 from genlab.registry import Registry
 
@@ -209,3 +210,13 @@ def translation_figures(ctx) -> list[Path]:
             columns = [source, output, ctx.inputs["cycles"][name]]
             figures.append(rows_figure(columns, out / f"{name}.png"))
     return figures
+
+
+def register_translation(**fields: Any) -> Family:
+    """Register a translation family: ``Family(**fields)`` with what they all share unless
+    given (the patch-map GAN losses, generator G alone in model.pt, the translation figures,
+    captions and metric)."""
+    shared = {"losses": TRANSLATION_LOSSES, "generator": "G", "model_modules": ("G",),
+              "figures": translation_figures, "captions": TRANSLATION_CAPTIONS,
+              "metrics": ("translation",)}  # fmt: skip
+    return register(Family(**{**shared, **fields}))

@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from genlab.metrics.scores import UNIT, Context, metric
 
 DATA_RANGE = 2.0  # images live in [-1, 1]
+
+
+def bicubic(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bicubic upsampling to ``size`` (align_corners False), clamped to [-1, 1]: the
+    super-resolution baseline scored like a model."""
+    up = F.interpolate(x.float(), size=(size, size), mode="bicubic", align_corners=False)
+    return up.clamp(-1, 1)
 
 
 def psnr(output: torch.Tensor, target: torch.Tensor) -> float:

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from genlab.families.base import Family, register
 from genlab.families.cyclegan.nets import CYCLEGAN_ARCHS, DISCOGAN_ARCHS
 from genlab.families.cyclegan.trainer import Recipe, adversarial_loss, trainer_of
 from genlab.families.translation import (
     TRANSLATION_CAPTIONS,
-    TRANSLATION_LOSSES,
     TranslationSampler,
+    register_translation,
     requires_task,
-    translation_figures,
 )
 from genlab.objectives.terms import Term
 from genlab.objectives.translation import CycleConsistency, Identity, TwoAdversarial, l1, mse
@@ -78,48 +76,36 @@ SECTION = {
 }
 CAPTIONS = {k: TRANSLATION_CAPTIONS[k] for k in ("a2b", "b2a")}
 
-CYCLEGAN = register(
-    Family(
-        name="cyclegan",
-        archs=CYCLEGAN_ARCHS,
-        losses=TRANSLATION_LOSSES,
-        default_loss="least_squares",
-        trainer=trainer_of(Recipe(CYCLEGAN_ARCHS, cyclegan_terms, lambda cfg: cfg.image_pool)),
-        sampler=sampler,
-        generator="G",
-        model_modules=("G", "F"),
-        figures=translation_figures,
-        metrics=("translation",),
-        sections=SECTION,
-        captions=CAPTIONS,
-        options={
-            "cycle_weight": Option(float, Field(10.0, ge=0)),  # lambda of the L1 cycle loss
-            # the identity loss's weight as a fraction of lambda (the paper's 0.5 lambda)
-            "identity_weight": Option(float, Field(0.5, ge=0)),
-            "image_pool": Option(int, Field(50, ge=0)),  # generated images D's history keeps
-        },
-        check=requires_task("unpaired"),
-    )
+CYCLEGAN = register_translation(
+    name="cyclegan",
+    archs=CYCLEGAN_ARCHS,
+    default_loss="least_squares",
+    trainer=trainer_of(Recipe(CYCLEGAN_ARCHS, cyclegan_terms, lambda cfg: cfg.image_pool)),
+    sampler=sampler,
+    model_modules=("G", "F"),
+    sections=SECTION,
+    captions=CAPTIONS,
+    options={
+        "cycle_weight": Option(float, Field(10.0, ge=0)),  # lambda of the L1 cycle loss
+        # the identity loss's weight as a fraction of lambda (the paper's 0.5 lambda)
+        "identity_weight": Option(float, Field(0.5, ge=0)),
+        "image_pool": Option(int, Field(50, ge=0)),  # generated images D's history keeps
+    },
+    check=requires_task("unpaired"),
 )
 
-DISCOGAN = register(
-    Family(
-        name="discogan",
-        archs=DISCOGAN_ARCHS,
-        losses=TRANSLATION_LOSSES,
-        default_loss="nonsaturating",
-        trainer=trainer_of(Recipe(DISCOGAN_ARCHS, discogan_terms, lambda cfg: 0)),
-        sampler=sampler,
-        generator="G",
-        model_modules=("G", "F"),
-        figures=translation_figures,
-        metrics=("translation",),
-        sections=SECTION,
-        captions=CAPTIONS,
-        options={
-            # weight of the MSE reconstruction loss against the GAN loss (the paper's 1)
-            "reconstruction_weight": Option(float, Field(1.0, ge=0)),
-        },
-        check=requires_task("unpaired"),
-    )
+DISCOGAN = register_translation(
+    name="discogan",
+    archs=DISCOGAN_ARCHS,
+    default_loss="nonsaturating",
+    trainer=trainer_of(Recipe(DISCOGAN_ARCHS, discogan_terms, lambda cfg: 0)),
+    sampler=sampler,
+    model_modules=("G", "F"),
+    sections=SECTION,
+    captions=CAPTIONS,
+    options={
+        # weight of the MSE reconstruction loss against the GAN loss (the paper's 1)
+        "reconstruction_weight": Option(float, Field(1.0, ge=0)),
+    },
+    check=requires_task("unpaired"),
 )

@@ -7,15 +7,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from genlab.families.base import Family, register
 from genlab.families.gan import GAN
 from genlab.families.spade.trainer import SPADETrainer
 from genlab.families.translation import (
-    TRANSLATION_LOSSES,
     TranslationSampler,
     directions,
+    register_translation,
     requires_task,
-    translation_figures,
 )
 from genlab.nets.spade import SPADE_ARCHS
 from genlab.options import Field, Option
@@ -33,30 +31,23 @@ def sampler(modules: dict[str, nn.Module], cfg, meta: dict) -> TranslationSample
     return TranslationSampler({directions(meta)[0]["name"]: translate}, meta)
 
 
-SPADE = register(
-    Family(
-        name="spade",
-        archs=SPADE_ARCHS,
-        losses=TRANSLATION_LOSSES,
-        default_loss="hinge",
-        trainer=SPADETrainer,
-        sampler=sampler,
-        generator="G",
-        model_modules=("G",),
-        figures=translation_figures,
-        metrics=("translation",),
-        sections={
-            "Label map to image": "SPADE (Park et al. 2019): a noise vector is decoded to an "
-            "image whose every normalisation is scaled and shifted per pixel by maps computed "
-            "from the label map; hinge loss and feature matching against a spectrally normalised "
-            "PatchGAN on (label map, image)."
-        },
-        captions={"translation": "test label maps, one per row: label map | G(z, map) | target"},
-        options={
-            "optimizer_d": GAN.options["optimizer_d"],  # D's (TTUR); None = ``optimizer``
-            # lambda of pix2pixHD's feature-matching loss (10 in the paper; 0 = off)
-            "spade_feature_matching": Option(float, Field(10.0, ge=0)),
-        },
-        check=requires_task("labelmap"),
-    )
+SPADE = register_translation(
+    name="spade",
+    archs=SPADE_ARCHS,
+    default_loss="hinge",
+    trainer=SPADETrainer,
+    sampler=sampler,
+    sections={
+        "Label map to image": "SPADE (Park et al. 2019): a noise vector is decoded to an "
+        "image whose every normalisation is scaled and shifted per pixel by maps computed "
+        "from the label map; hinge loss and feature matching against a spectrally normalised "
+        "PatchGAN on (label map, image)."
+    },
+    captions={"translation": "test label maps, one per row: label map | G(z, map) | target"},
+    options={
+        "optimizer_d": GAN.options["optimizer_d"],  # D's (TTUR); None = ``optimizer``
+        # lambda of pix2pixHD's feature-matching loss (10 in the paper; 0 = off)
+        "spade_feature_matching": Option(float, Field(10.0, ge=0)),
+    },
+    check=requires_task("labelmap"),
 )

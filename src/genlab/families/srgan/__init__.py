@@ -11,14 +11,12 @@ from typing import Literal
 from torch import nn
 
 from genlab.data import DATASETS
-from genlab.families.base import Family, register
 from genlab.families.srgan.trainer import SRGANTrainer
 from genlab.families.translation import (
-    TRANSLATION_LOSSES,
     TranslationSampler,
     directions,
+    register_translation,
     requires_task,
-    translation_figures,
 )
 from genlab.nets.srresnet import SR_ARCHS
 from genlab.options import Field, Option
@@ -61,44 +59,37 @@ def check(v) -> None:
         )
 
 
-SRGAN = register(
-    Family(
-        name="srgan",
-        archs=SR_ARCHS,
-        losses=TRANSLATION_LOSSES,
-        default_loss=DEFAULT_LOSS,
-        trainer=SRGANTrainer,
-        sampler=sampler,
-        generator="G",
-        model_modules=("G",),
-        figures=translation_figures,
-        metrics=("translation",),
-        sections={
-            "Super-resolution": "SRResNet and SRGAN (Ledig et al. 2017): residual blocks and "
-            "x2 pixel-shuffle upsampling from the low-resolution source. SRResNet minimises the "
-            "pixel MSE (the PSNR-oriented baseline); SRGAN adds 1e-3 times a GAN loss against a "
-            "strided-convolution discriminator, on a content loss computed on the features of "
-            "a classifier trained on the training split (VGG19 is not available offline)."
-        },
-        captions={
-            "translation": "test images, one per row: low-resolution source (enlarged, nearest "
-            "neighbour) | G(source) | high-resolution target"
-        },
-        options={
-            # weight of the GAN loss in eq. 3 (1e-3 in the paper; 0 = SRResNet, no D)
-            "adversarial_weight": Option(float, Field(1e-3, ge=0)),
-            # content loss: pixel MSE (eq. 4) or the frozen feature net's MSE (eq. 5)
-            "content": Option(Literal["mse", "features"], "features"),
-            # first steps on the pixel MSE alone (SRGAN initialised from SRResNet)
-            "pretrain_steps": Option(int, Field(0, ge=0)),
-            # epochs of the feature net's classifier, fitted when the content loss first needs it
-            "feature_epochs": Option(
-                int,
-                Field(3, ge=1, le=1000),
-                when=lambda v: v.content == "features",
-                when_doc="by family srgan with content: features",
-            ),
-        },
-        check=check,
-    )
+SRGAN = register_translation(
+    name="srgan",
+    archs=SR_ARCHS,
+    default_loss=DEFAULT_LOSS,
+    trainer=SRGANTrainer,
+    sampler=sampler,
+    sections={
+        "Super-resolution": "SRResNet and SRGAN (Ledig et al. 2017): residual blocks and "
+        "x2 pixel-shuffle upsampling from the low-resolution source. SRResNet minimises the "
+        "pixel MSE (the PSNR-oriented baseline); SRGAN adds 1e-3 times a GAN loss against a "
+        "strided-convolution discriminator, on a content loss computed on the features of "
+        "a classifier trained on the training split (VGG19 is not available offline)."
+    },
+    captions={
+        "translation": "test images, one per row: low-resolution source (enlarged, nearest "
+        "neighbour) | G(source) | high-resolution target"
+    },
+    options={
+        # weight of the GAN loss in eq. 3 (1e-3 in the paper; 0 = SRResNet, no D)
+        "adversarial_weight": Option(float, Field(1e-3, ge=0)),
+        # content loss: pixel MSE (eq. 4) or the frozen feature net's MSE (eq. 5)
+        "content": Option(Literal["mse", "features"], "features"),
+        # first steps on the pixel MSE alone (SRGAN initialised from SRResNet)
+        "pretrain_steps": Option(int, Field(0, ge=0)),
+        # epochs of the feature net's classifier, fitted when the content loss first needs it
+        "feature_epochs": Option(
+            int,
+            Field(3, ge=1, le=1000),
+            when=lambda v: v.content == "features",
+            when_doc="by family srgan with content: features",
+        ),
+    },
+    check=check,
 )
