@@ -101,3 +101,26 @@ def serve_and_fetch(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def training_snapshot(trainer, batches) -> dict:
+    """What ``state.pt`` holds of a trainer mid-run (nets, optimizers, its extra state, the
+    batch stream, the global RNGs), copied; ``restore_training`` puts it into a fresh one."""
+    import copy
+
+    from genlab.runtime import global_rng_state
+
+    return copy.deepcopy({
+        "nets": {k: m.state_dict() for k, m in trainer.modules.items()},
+        "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
+        "trainer": trainer.extra_state(),
+        "batches": batches.state_dict(),
+        "rng": global_rng_state(),
+    })  # fmt: skip
+
+
+def restore_training(state: dict, trainer, batches) -> None:
+    """The training driver's own restore (``genlab.train.loop``), as ``--resume`` does it."""
+    from genlab.train.loop import _restore
+
+    _restore(state, trainer, None, batches, Path("state.pt"))

@@ -32,6 +32,7 @@ from genlab.objectives.translation import (
 )
 from genlab.options import Options
 from genlab.train.loop import build_trainer
+from tests.conftest import restore_training, training_snapshot
 
 TOY = "twodomain_toy"  # a tiny unpaired dataset this module registers
 SIZE = 16
@@ -314,13 +315,7 @@ def test_params_load_refuses_a_dataset_without_two_domains():
 def train(cfg, steps: int, seed: int = 0, state=None):
     trainer, batches, ema, _ = build_trainer(cfg, two_domain_split(), META, seed, "cpu", 1)
     if state is not None:
-        for key, module in trainer.modules.items():
-            module.load_state_dict(state["nets"][key])
-        for key, opt in trainer.optimizers.items():
-            opt.load_state_dict(state["optimizers"][key])
-        trainer.load_extra_state(state["trainer"])
-        batches.load_state_dict(state["batches"])
-        torch.set_rng_state(state["rng"])
+        restore_training(state, trainer, batches)
     stats = [trainer.step(batches) for _ in range(steps)]
     return trainer, batches, ema, stats
 
@@ -343,14 +338,7 @@ def test_training_steps_are_seeded_and_finite(family):
 def test_resume_restores_the_pools_and_continues_bit_for_bit():
     cfg = variant()  # batch 4, pool 6: after two steps the pools are full and mixing
     trainer, batches, _, _ = train(cfg, 2)
-    state = {
-        "nets": {k: {n: t.clone() for n, t in m.state_dict().items()}
-                 for k, m in trainer.modules.items()},
-        "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
-        "trainer": trainer.extra_state(),
-        "batches": batches.state_dict(),
-        "rng": torch.get_rng_state(),
-    }  # fmt: skip
+    state = training_snapshot(trainer, batches)
     state = _round_trip(state)
     assert len(state["trainer"]["pools"]["a"]["images"]) == 6
     continued = [trainer.step(batches) for _ in range(3)]

@@ -72,18 +72,25 @@ def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("e2e")
+def dvc_project(root: Path, raw: dict, folders: tuple[str, ...] = ()) -> Path:
+    """A git + DVC project at ``root`` with the repository's dvc.yaml and src, params ``raw``,
+    the empty ``folders`` made, and one ``dvc repro`` run (its log in first_run.log)."""
     shutil.copy(REPO / "dvc.yaml", root)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    write_params(root, e2e_params())
+    write_params(root, raw)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     dvc(root, "init", "-q")
     dvc(root, "config", "core.analytics", "false")
     shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the curves template
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
     root.joinpath("first_run.log").write_text(dvc(root, "repro"))
     return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return dvc_project(tmp_path_factory.mktemp("e2e"), e2e_params())
 
 
 @pytest.mark.slow

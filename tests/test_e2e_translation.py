@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import subprocess
 
 import pytest
 
-from tests.conftest import REPO, tiny_params_dict, write_params
-from tests.test_e2e import dvc, ran_stages
+from tests.conftest import tiny_params_dict
+from tests.test_e2e import dvc, dvc_project, ran_stages
 
 TINY = {"steps": 4, "batch_size": 8, "width": 4}
 VARIANTS = {
@@ -57,18 +55,9 @@ def params() -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e_translation")
-    shutil.copy(REPO / "dvc.yaml", root)
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    write_params(root, params())
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    dvc(root, "init", "-q")
-    dvc(root, "config", "core.analytics", "false")
-    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")
-    for folder in ("toys", "sweeps"):  # the report stage reads them; no toy or study here
-        (root / "reports" / folder).mkdir(parents=True)
-    root.joinpath("first_run.log").write_text(dvc(root, "repro"))
-    return root
+    # the report stage reads reports/toys and reports/sweeps; no toy or study here
+    return dvc_project(tmp_path_factory.mktemp("e2e_translation"), params(),
+                       folders=("reports/toys", "reports/sweeps"))  # fmt: skip
 
 
 def _metrics(root, name: str) -> dict:

@@ -4,8 +4,6 @@ with an exact resume, the seeded sampler, and the family's dataset rule."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from torch.testing import assert_close
@@ -18,8 +16,8 @@ from genlab.families.spade.trainer import SPADETrainer, feature_matching
 from genlab.families.translation import TRANSLATION_LOSSES
 from genlab.nets.spade import SPADE, SPADEDiscriminator, SPADEGenerator, one_hot_map
 from genlab.options import Options
-from genlab.runtime import global_rng_state, set_global_rng_state
 from genlab.train.loop import build_trainer
+from tests.conftest import restore_training, training_snapshot
 
 SIDE = 8
 FIELDS = {"source": {"kind": "labelmap"}, "x": {"kind": "image"}, "y": {"kind": "class"}}
@@ -220,25 +218,9 @@ def test_feature_matching_by_hand_and_only_g_gets_its_gradient():
 def steps(cfg, n: int, seed: int = 0, state: dict | None = None):
     trainer, batches, _, _ = build_trainer(cfg, toy_split(64, 0), META, seed, "cpu", 1)
     if state is not None:
-        for key, module in trainer.modules.items():
-            module.load_state_dict(state["nets"][key])
-        for key, opt in trainer.optimizers.items():
-            opt.load_state_dict(state["optimizers"][key])
-        trainer.load_extra_state(state["trainer"])
-        batches.load_state_dict(state["batches"])
-        set_global_rng_state(state["rng"])
+        restore_training(state, trainer, batches)
     stats = [trainer.step(batches) for _ in range(n)]
     return trainer, batches, stats
-
-
-def snapshot(trainer, batches) -> dict:
-    return copy.deepcopy({
-        "nets": {k: m.state_dict() for k, m in trainer.modules.items()},
-        "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
-        "trainer": trainer.extra_state(),
-        "batches": batches.state_dict(),
-        "rng": global_rng_state(),
-    })  # fmt: skip
 
 
 def test_training_steps_are_deterministic_and_resume_exactly():
@@ -249,7 +231,7 @@ def test_training_steps_are_deterministic_and_resume_exactly():
     assert all(k in stats_a[0] for k in ("loss_d", "loss_g", "feature_matching", "grad_norm_g"))
     assert stats_a[-1]["feature_matching"] > 0
     first, batches, _ = steps(cfg, 2)
-    resumed, _, _ = steps(cfg, 2, state=snapshot(first, batches))
+    resumed, _, _ = steps(cfg, 2, state=training_snapshot(first, batches))
     for key in ("G", "D"):
         after = resumed.modules[key].state_dict()
         for name, p in a.modules[key].state_dict().items():

@@ -18,6 +18,7 @@ from torch import nn
 
 from genlab.data import DATASETS
 from genlab.data.base import dataset
+from genlab.data.translation import PAIRED, UNPAIRED
 from genlab.families import FAMILIES, Family, register
 from genlab.families.translation import (
     TRANSLATION_LOSSES,
@@ -81,7 +82,6 @@ def _meta(name: str, task: str, directions: list[dict], **extra) -> dict:
             "translation": {"task": task, "directions": directions}, **extra}  # fmt: skip
 
 
-PAIRED = [{"name": "", "source": "source", "target": "x", "labels": "y", "paired": True}]
 PAIRED_FIELDS = {"source": {"kind": "image"}, "x": {"kind": "image"}, "y": {"kind": "class"}}
 
 
@@ -102,12 +102,6 @@ def _low_res(cfg, raw_dir, seed):
     return split(slice(0, 400)), split(slice(400, 600)), meta
 
 
-UNPAIRED = [
-    {"name": "a2b", "source": "x", "source_labels": "y", "target": "x_b", "labels": "y_b",
-     "paired": False},
-    {"name": "b2a", "source": "x_b", "source_labels": "y_b", "target": "x", "labels": "y",
-     "paired": False},
-]  # fmt: skip
 UNPAIRED_FIELDS = {"x": {"kind": "image", "domain": "a"}, "y": {"kind": "class", "domain": "a"},
                    "x_b": {"kind": "image", "domain": "b"},
                    "y_b": {"kind": "class", "domain": "b"}}  # fmt: skip

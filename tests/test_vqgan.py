@@ -20,10 +20,9 @@ from genlab.families.vqvae import VQVAE
 from genlab.families.vqvae.figures import reconstructions
 from genlab.objectives.adaptive import adaptive_weight
 from genlab.paths import Paths
-from genlab.runtime import global_rng_state, set_global_rng_state
 from genlab.train.checkpoint import CheckpointError, load_model
 from genlab.train.loop import build_trainer, train_variant
-from tests.conftest import tiny_params_dict
+from tests.conftest import restore_training, tiny_params_dict, training_snapshot
 
 META = {"name": "x", "kind": "image", "shape": [1, 16, 16], "num_classes": 3}
 CPU = torch.device("cpu")
@@ -247,24 +246,11 @@ def test_extra_state_round_trip_resumes_exactly(digits_root):
     straight, _, rows = run_steps(cfg, digits_root, 5)
 
     first, batches, _ = run_steps(cfg, digits_root, 2)
-    saved = {
-        "nets": {k: {n: t.clone() for n, t in m.state_dict().items()}
-                 for k, m in first.modules.items()},
-        "optimizers": {k: o.state_dict() for k, o in first.optimizers.items()},
-        "trainer": first.extra_state(),
-        "batches": batches.state_dict(),
-        "rng": global_rng_state(),
-    }  # fmt: skip
+    saved = training_snapshot(first, batches)
     assert saved["trainer"]["disc_start"] == 1 and saved["trainer"]["d_updates"] == 1
     train, _, meta = load_prepared(digits_root, "digits")
     resumed, stream, _, _ = build_trainer(cfg, train, meta, seed=3, device="cpu", threads=1)
-    for k, m in resumed.modules.items():
-        m.load_state_dict(saved["nets"][k])
-    for k, o in resumed.optimizers.items():
-        o.load_state_dict(saved["optimizers"][k])
-    resumed.load_extra_state(saved["trainer"])
-    stream.load_state_dict(saved["batches"])
-    set_global_rng_state(saved["rng"])
+    restore_training(saved, resumed, stream)
     again = [resumed.step(stream) for _ in range(3)]
     assert again == rows[2:]
     assert resumed.d_updates == straight.d_updates == 3
