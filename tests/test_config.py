@@ -50,7 +50,7 @@ def test_registry_unknown_name_lists_the_valid_ones():
         ("variants.dcgan_ns.regularizers", {"gradient_penalty": {"weight": 10}}, r"d_norm = 'batch' with regularizer 'gradient_penalty': .*d_norm: none or d_norm: layer"),
         ("variants.dcgan_ns.d_norm", "group", r"d_norm = 'group': .*'batch', 'none' or 'layer'"),
         ("evaluate.metrics", ["fid"], r"unknown metric 'fid'; allowed: conditional, coverage, elbo, frechet"),
-        ("data.cifar100", {}, r"data\.cifar100 = \{\.\.\.\}: unknown key; allowed keys: digits"),
+        ("data.cifar100", {}, r"data\.cifar100 = \{\.\.\.\}: unknown key; allowed keys: digit_strings, digits"),
         ("data.ring8.std", -1, r"data\.ring8\.std = -1: .*greater than 0"),
         ("train.optimizer.betas", [0.5, 1.5], r"betas = \[0\.5, 1\.5\]: each beta must lie in \[0, 1\)"),
         ("train.optimizer.name", "lbfgs", r"allowed: 'adam', 'rmsprop' or 'sgd'"),

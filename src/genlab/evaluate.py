@@ -24,8 +24,9 @@ from torch import Tensor
 from genlab.data import field_kind, load_prepared
 from genlab.errors import ConfigError
 from genlab.families import FAMILIES
-from genlab.io import torch_load, torch_save, write_json, write_text
-from genlab.metrics import Context, fit_evaluator, load_evaluator, save_evaluator, score
+from genlab.io import write_json, write_text
+from genlab.metrics import EVALUATOR_KINDS, Context, score
+from genlab.metrics.kinds import load_any, save_any
 from genlab.metrics.scores import check_kid_subsets, field_kinds
 from genlab.metrics.translation import bicubic
 from genlab.paths import Paths
@@ -72,19 +73,24 @@ class GeneratorScorer:
         return score(ctx, self.names, family.metrics)
 
 
-def _labelled(saved: dict, rows: Tensor) -> dict[str, Tensor]:
-    """Context keywords for the labels a conditional generator was given, at the scored rows."""
+def _labelled(saved: dict, rows: Tensor) -> dict[str, Any]:
+    """Context keywords for what a conditional generator was given, at the scored rows: its
+    class labels or codes (``y``), and the per-row ``source`` fields of a dataset that declares
+    them (meta ``source_fields``: e.g. the text a word image was generated for)."""
+    out: dict[str, Any] = {}
     y = saved.get("y")
-    if y is None:
-        return {}
-    return {"labels" if saved.get("y_kind") == "class" else "codes": y.cpu()[rows]}
+    if y is not None:
+        out["labels" if saved.get("y_kind") == "class" else "codes"] = y.cpu()[rows]
+    if saved.get("source") is not None:
+        out["source"] = {k: v.cpu()[rows] for k, v in saved["source"].items()}
+    return out
 
 
 def scored_size(params, meta: dict, available: int, source: str) -> int:
     """How many samples a model (and the floor) is scored on: ``evaluate.n``, or the training
     split's size when it is smaller, so that the floor is scored exactly like the models.
     ``available``: the rows there are to draw from (``source`` names the setting behind it)."""
-    n = min(params.evaluate.n, int(meta.get("n_train", available)))
+    n = min(params.evaluate.n, _cap(meta, available))
     if available < n:
         raise ConfigError(
             f"{source} gives {available} samples, but evaluate.n = {params.evaluate.n} scores "
@@ -92,6 +98,16 @@ def scored_size(params, meta: dict, available: int, source: str) -> int:
             "evaluate.n"
         )
     return n
+
+
+def _cap(meta: dict, available: int) -> int:
+    """The most rows a generative dataset's models and floor are scored on: the training split
+    (the floor draws from it), and the test split too when models are fed its rows (meta
+    ``source_fields``: each sample answers one test row's input)."""
+    cap = int(meta.get("n_train", available))
+    if meta.get("source_fields"):
+        cap = min(cap, int(meta.get("n_test", cap)))
+    return cap
 
 
 def check_evaluate(params, meta: dict, evaluator=None, names: list[str] = ()) -> None:
@@ -136,7 +152,7 @@ def _scored_sizes(meta: dict, n: int) -> dict[str, tuple[int, int]]:
     the training split's size); a translation model on its outputs for the first ``n`` test
     sources, against their paired targets or the whole test split of the target domain."""
     if "translation" not in meta:
-        scored = min(n, _count(meta, "train", "x") or n)
+        scored = min(n, _cap(meta, n))
         return {"": (scored, _count(meta, "test", "x") or scored)}
     out = {}
     for d in meta["translation"]["directions"]:
@@ -152,14 +168,21 @@ def scored_rows(available: int, n: int, seed: int) -> Tensor:
 
 
 def _score(
-    ctx: Context, params, replicates_csv: Path, family_metrics: tuple[str, ...] = ()
+    ctx: Context, params, keep: dict[str, list[float]], family_metrics: tuple[str, ...] = ()
 ) -> dict[str, float]:
-    """Score with intervals; write the replicates to ``replicates_csv``."""
-    cfg, keep = params.evaluate, {}
-    out = score(ctx, cfg.metrics, family_metrics, replicates=cfg.bootstrap,
-                level=cfg.confidence, seed=params.seed, keep=keep)  # fmt: skip
-    write_text(replicates_csv, pd.DataFrame(keep).to_csv(index=False))
-    return out
+    """Score with intervals; ``keep`` gets every key's replicates."""
+    cfg = params.evaluate
+    return score(ctx, cfg.metrics, family_metrics, replicates=cfg.bootstrap,
+                 level=cfg.confidence, seed=params.seed, keep=keep)  # fmt: skip
+
+
+def _saved_context(params, saved: dict, test: dict, meta: dict, evaluator, **model) -> Context:
+    """The context scoring a generative model's ``samples.pt`` (or a baseline's like dict): the
+    ``scored_size`` rows ``scored_rows`` draws, with their labels and source rows."""
+    n = scored_size(params, meta, len(saved["x"]), "sample.n")
+    rows = scored_rows(len(saved["x"]), n, params.seed)
+    return Context(saved["x"][rows], test, meta, evaluator, params, **model,
+                   **_labelled(saved, rows))  # fmt: skip
 
 
 def evaluator_path(root: Path, dataset: str) -> Path:
@@ -167,50 +190,59 @@ def evaluator_path(root: Path, dataset: str) -> Path:
 
 
 def load_any_evaluator(root: Path, dataset: str):
+    """The dataset's evaluator (None for a kind judged without a network)."""
     path = evaluator_path(root, dataset)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; run `genlab fit-evaluator {dataset}`")
-    ckpt = torch_load(path, "evaluator")
-    return None if ckpt.get("kind") == "points" else load_evaluator(path)[0]
+    return load_any(path)
+
+
+def source_rows(split: dict[str, Tensor], meta: dict, rows: Tensor) -> dict[str, Tensor] | None:
+    """The per-row ``source`` fields (meta ``source_fields``) of ``split`` at ``rows``."""
+    fields = meta.get("source_fields")
+    return None if not fields else {k: split[k][rows] for k in fields}
 
 
 def fit_evaluator_stage(params, dataset: str, root: Path) -> dict[str, Any]:
-    """Train the evaluator (image sets) and score the real-vs-real floor."""
+    """Train the dataset's evaluator (``genlab.metrics.kinds``: chosen by the kind of its ``x``)
+    and score the real-vs-real floor (training rows scored as if they were samples) and, where
+    the kind has one, its baseline model."""
     params.dataset_cfg(dataset)  # unknown dataset -> ConfigError
     train, test, meta = load_prepared(root, dataset)
     check_evaluate(params, meta)  # before the evaluator trains
+    kind_name = field_kind(meta)
+    kind = EVALUATOR_KINDS.get(kind_name)
     out: dict[str, Any] = {"dataset": dataset, "test_accuracy": None}
-    path = evaluator_path(root, dataset)
-    if field_kind(meta) == "image":
-        net, stats = fit_evaluator(
-            _evaluator_split(train, meta), _evaluator_split(test, meta), seed=params.seed,
-            device=str(resolve_device(params.device)), num_classes=meta["num_classes"],
-            **params.evaluator.fit(dataset),
-        )  # fmt: skip
-        net = net.cpu()
+    net = None
+    if kind.fit is not None:
+        settings = {"seed": params.seed, "device": str(resolve_device(params.device)),
+                    **params.evaluator.fit(dataset)}  # fmt: skip
+        net, stats = kind.fit(train, test, meta, settings)
         out.update(stats)
-    else:
-        net = None
-        torch_save({"kind": "points", "modes": meta["modes"], "std": meta["mode_std"]}, path)
+    paths = Paths(root)
     if "translation" in meta:
         out.update(_translation_floor(params, train, test, meta, net, root, dataset))
     else:
-        n = scored_size(params, meta, len(train["x"]), "the training split")
-        rows = scored_rows(len(train["x"]), n, params.seed)
-        floor_ctx = Context(train["x"][rows], test, meta, net, params)
-        out["floor"] = _score(floor_ctx, params, Paths(root).floor_replicates(dataset))
-    if net is not None:
-        save_evaluator(net, path, {"dataset": dataset, **{k: out[k] for k in ("test_accuracy",)}})
-    write_json(Paths(root).evaluator_metrics(dataset), out)
+        keep: dict[str, list[float]] = {}
+        if kind.floor:
+            n = scored_size(params, meta, len(train["x"]), "the training split")
+            rows = scored_rows(len(train["x"]), n, params.seed)
+            floor_ctx = Context(train["x"][rows], test, meta, net, params,
+                                source=source_rows(train, meta, rows))  # fmt: skip
+            out["floor"] = _score(floor_ctx, params, keep)
+        if kind.baseline is not None:
+            # as many rows as a model's sample stage writes (a test-fed baseline: at most the
+            # test split's), scored like a model's
+            name, saved = kind.baseline(train, test, meta, params.sample.n, params.seed)
+            kept: dict[str, list[float]] = {}
+            out["baseline"] = _score(_saved_context(params, saved, test, meta, net), params, kept)
+            out["baseline_name"] = name
+            keep.update({f"baseline.{k}": v for k, v in kept.items()})
+        write_text(paths.floor_replicates(dataset), pd.DataFrame(keep).to_csv(index=False))
+    save_any(kind_name, net, evaluator_path(root, dataset),
+             {"dataset": dataset, "test_accuracy": out["test_accuracy"]}, meta)  # fmt: skip
+    write_json(paths.evaluator_metrics(dataset), out)
     return out
-
-
-def _evaluator_split(split: dict[str, Tensor], meta: dict) -> dict[str, Tensor]:
-    """The images and classes the evaluator learns from: ``x`` and ``y``, or for an unpaired
-    set every domain's (meta ``evaluator_fields``), so that one feature space scores both."""
-    fields = meta.get("evaluator_fields", [["x", "y"]])
-    return {"x": torch.cat([split[x] for x, _ in fields]),
-            "y": torch.cat([split[y] for _, y in fields])}  # fmt: skip
 
 
 def _translation_sets(
@@ -306,11 +338,10 @@ def evaluate_variant(params, name: str, root: Path) -> dict[str, float]:
         metrics = _score_sets(params, sets, meta, evaluator, keep, family_metrics, **model)
         write_text(paths.replicates(name), pd.DataFrame(keep).to_csv(index=False))
     else:
-        n = scored_size(params, meta, len(saved["x"]), "sample.n")
-        rows = scored_rows(len(saved["x"]), n, params.seed)
-        ctx = Context(saved["x"][rows], test, meta, evaluator, params, **model,
-                      **_labelled(saved, rows))  # fmt: skip
-        metrics = _score(ctx, params, paths.replicates(name), family_metrics)
+        keep = {}
+        ctx = _saved_context(params, saved, test, meta, evaluator, **model)
+        metrics = _score(ctx, params, keep, family_metrics)
+        write_text(paths.replicates(name), pd.DataFrame(keep).to_csv(index=False))
     write_json(paths.metrics(name), metrics)
 
     run_file = paths.run(name)

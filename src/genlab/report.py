@@ -72,6 +72,18 @@ LEGEND = {
     "high_quality_pct": "% of samples within 3 std of their nearest mode (higher is better)",
     "mode_kl": "KL(mode histogram of high-quality samples || uniform) (lower is better)",
 }
+
+
+def legend_entries() -> dict[str, str]:
+    """``LEGEND`` plus the descriptions the registered metrics declare."""
+    from genlab.metrics import METRICS
+
+    out = dict(LEGEND)
+    for name in METRICS.registered():
+        out.update({k: v for k, v in METRICS.get(name).descriptions.items() if k not in out})
+    return out
+
+
 CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; font-size: 0.9em; }
@@ -160,7 +172,8 @@ def _comparison(
             ev = _read_json(ev_path) if ev_path.is_file() else {}
             accuracy[ds] = ev.get("test_accuracy")
             floor = {"variant": f"real-vs-real ({ds})", "dataset": ds, "family": "floor"}
-            groups[ds] = [{**_numeric(ev.get("floor", {})), **floor}]
+            # no floor for a kind that has none (trajectories: their baseline is the reference)
+            groups[ds] = [{**_numeric(ev["floor"]), **floor}] if "floor" in ev or not ev else []
             if ev.get("baseline"):  # e.g. bicubic upsampling for super-resolution
                 groups[ds].append({**_numeric(ev["baseline"]), "variant": baseline_name(ev),
                                    "dataset": ds, "family": "baseline"})  # fmt: skip
@@ -299,7 +312,8 @@ def _readme(
         lines += ["", f"### {ds}", "", _markdown_table(group)]
     lines += ["", "### Legend", ""]
     lines.append("- real-vs-real rows: the same metrics for training images vs the test split.")
-    lines += [f"- `{c}`: {LEGEND[c]}" for c in table.columns if c in LEGEND]
+    legend = legend_entries()
+    lines += [f"- `{c}`: {legend[c]}" for c in table.columns if c in legend]
     directions = sorted({c.split("_", 1)[0] for c in table.columns
                          if c.startswith(("a2b_", "b2a_"))})  # fmt: skip
     if directions:

@@ -32,6 +32,17 @@ HEADLINE = {"psnr": False, "ssim": False, "class_preservation": False,
 MAX_HEADLINE = 4
 
 
+def headline_keys() -> dict[str, bool]:
+    """The keys the headline may rank (first found first), lower-is-better: ``HEADLINE``, then
+    those the registered metrics declare (``genlab.metrics.metric(headline=...)``)."""
+    from genlab.metrics import METRICS
+
+    out = dict(HEADLINE)
+    for name in METRICS.registered():
+        out.update({k: v for k, v in METRICS.get(name).headline.items() if k not in out})
+    return out
+
+
 def _json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
@@ -95,7 +106,8 @@ def headline(
             names = [*names, baseline_name(scored)]
             metrics[names[-1]] = scored["baseline"]
             reps[names[-1]] = _baseline_replicates(paths.floor_replicates(ds))
-        chosen = [m for m in HEADLINE if any(m in metrics[v] for v in names)][:MAX_HEADLINE]
+        ranked = headline_keys()
+        chosen = [m for m in ranked if any(m in metrics[v] for v in names)][:MAX_HEADLINE]
         out[ds] = {}
         for m in chosen:
             rows = [
@@ -108,7 +120,7 @@ def headline(
                 for v in names
                 if m in metrics[v]
             ]
-            df = pd.DataFrame(rows).sort_values("value", ascending=HEADLINE[m], kind="stable")
+            df = pd.DataFrame(rows).sort_values("value", ascending=ranked[m], kind="stable")
             best = df.iloc[0]["variant"]
             same = []
             for v, value in zip(df["variant"], df["value"], strict=True):
@@ -120,7 +132,7 @@ def headline(
             df["best"] = df["variant"] == best
             df["same_as_best"] = same
             df.attrs["floor"] = floor.get(m)
-            df.attrs["lower_is_better"] = HEADLINE[m]
+            df.attrs["lower_is_better"] = ranked[m]
             out[ds][m] = df.reset_index(drop=True)
     return out
 

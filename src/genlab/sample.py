@@ -27,8 +27,11 @@ def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
     modules, variant, ckpt = load_modules(paths.model(name), device)
     family, meta = FAMILIES.get(variant.family), ckpt["meta"]
     sampler = family.sampler(modules, variant, meta)
-    # a translation model translates the test split; the others draw their inputs themselves
-    data = load_prepared(root, variant.dataset)[1] if "translation" in meta else None
+    # a translation model translates the test split, a model of a dataset with per-row inputs
+    # (meta source_fields: texts, observed paths) answers the test rows'; the others draw their
+    # inputs themselves
+    fed = "translation" in meta or bool(meta.get("source_fields"))
+    data = load_prepared(root, variant.dataset)[1] if fed else None
     inputs = sampler.inputs(params.seed, cfg.n, device, data)
     x = sampler.generate(inputs, cfg.batch_size)
     path = sampler.interpolation(inputs, ROWS, cfg.interpolation_steps, cfg.batch_size)
@@ -38,17 +41,20 @@ def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
     torch_save({"x": x, **sampler.saved(inputs)}, paths.samples(name))
     grid, interpolation = out / "grid.png", out / "interpolation.png"
     figures = [grid, interpolation]
-    if field_kind(meta) == "image":
+    kind = field_kind(meta)
+    ctx = FigureContext(modules, variant, params, root, out, inputs, x, sampler, device)
+    if kind == "image":
         save_grid(x[: cfg.grid], grid, nrow=math.ceil(math.sqrt(min(cfg.grid, len(x)))))
         if path is not None:
             save_grid(path, interpolation, nrow=cfg.interpolation_steps)
-        ctx = FigureContext(modules, variant, params, root, out, inputs, x, sampler, device)
         figures += family.figures(ctx)
-    else:
+    elif kind == "points":
         scatter(x, meta, grid, title=f"{name}: {len(x)} samples")
         if path is not None:
             scatter(path, meta, interpolation, title=f"{name}: latent interpolation",
                     paths=(ROWS, cfg.interpolation_steps))  # fmt: skip
+    else:  # words, token rows, trajectories, clips: the family draws them (grid.png among them)
+        figures += family.figures(ctx)
     _log_to_run(params, root, name, [f for f in figures if f.exists()])
     return {"dir": out, "samples": paths.samples(name), "grid": grid,
             "interpolation": interpolation}  # fmt: skip

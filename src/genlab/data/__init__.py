@@ -3,9 +3,13 @@
 from genlab.data import (  # noqa: F401  (registers builders)
     embedded,
     faces,
+    strings,
+    text,
     torchvision_sets,
     toy2d,
+    trajectories,
     translation,
+    video,
 )
 from genlab.data.base import (
     DATASETS,

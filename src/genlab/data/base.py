@@ -23,8 +23,12 @@ Builder = Callable[[dict[str, Any], Path, int], tuple[Split, Split, dict[str, An
 
 # The kinds a field may declare in meta["fields"]; metrics, figures and samplers choose by them.
 # "labelmap": an int64 (N, H, W) per-pixel class map (0 = background), the source of label map to
-# image translation
-FIELD_KINDS = ("image", "points", "class", "tokens", "lengths", "labelmap")
+# image translation; "word": a word image (N, C, H, W) padded on the right to the longest word
+# (its text and length are "tokens" / "lengths" fields); "trajectory": float (N, agents, steps, 2)
+# positions; "video": float (N, frames, C, H, W) clips in [-1, 1]
+FIELD_KINDS = (
+    "image", "points", "class", "tokens", "lengths", "labelmap", "word", "trajectory", "video",
+)  # fmt: skip
 # What a translation dataset pairs (meta["translation"]["task"]); None: a generative dataset
 TASKS = ("paired", "unpaired", "super_resolution", "labelmap")
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from genlab.data.base import DATASETS
 from genlab.options import Option
 from genlab.registry import Registry
 
@@ -131,6 +132,27 @@ class Family:
 
 
 FAMILIES: Registry[Family] = Registry("family")
+
+
+def requires_fields(**kinds: str) -> Callable[[Any], None]:
+    """A ``Family.check``: the variant's dataset must declare each field with its kind
+    (``requires_fields(x="word", text="tokens")``); refused at params load naming ``dataset``
+    and the datasets that would do."""
+
+    def fits(name: str) -> bool:
+        fields = DATASETS.get(name).fields
+        return all(fields.get(f, {}).get("kind") == k for f, k in kinds.items())
+
+    def check(v) -> None:
+        if not fits(v.dataset):
+            allowed = [n for n in DATASETS.registered() if fits(n)]
+            need = ", ".join(f"{f} ({k})" for f, k in kinds.items())
+            raise ValueError(
+                f"dataset = {v.dataset!r} lacks the fields family {v.family!r} reads: {need}; "
+                f"allowed datasets: {', '.join(allowed) or '(none registered)'}"
+            )
+
+    return check
 
 
 def register(family: Family) -> Family:

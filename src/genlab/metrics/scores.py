@@ -35,6 +35,8 @@ class Metric:
     generic: bool = True  # False: only for the families that list it in their ``metrics``
     settings: tuple[str, ...] = ()  # keys that state a setting (e.g. k), not an estimate
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # bounds of a key's values
+    descriptions: dict[str, str] = field(default_factory=dict)  # key -> what the report says
+    headline: dict[str, bool] = field(default_factory=dict)  # keys the report ranks: lower better?
 
 
 METRICS: Registry = Registry("metric")
@@ -158,13 +160,19 @@ def _side(name: str) -> str:
     return side
 
 
-def metric(name: str, requires: tuple[str, ...], generic: bool = True, settings=(), ranges=None):
+def metric(
+    name: str, requires: tuple[str, ...], generic: bool = True, settings=(), ranges=None,
+    descriptions=None, headline=None,
+):  # fmt: skip
     """Register ``fn(ctx) -> {key: value}`` as metric ``name``; ``settings``: the keys that
     state a setting rather than an estimate (no interval); ``ranges``: key -> (low, high), the
-    values a key can take, which bound its interval."""
+    values a key can take, which bound its interval; ``descriptions``: key -> the sentence the
+    report's column glossary shows (with "lower/higher is better"); ``headline``: key -> True
+    when lower is better, for the keys the report's headline may rank."""
 
     def decorator(fn):
-        METRICS.register(name)(Metric(fn, requires, generic, tuple(settings), dict(ranges or {})))
+        METRICS.register(name)(Metric(fn, requires, generic, tuple(settings), dict(ranges or {}),
+                                      dict(descriptions or {}), dict(headline or {})))  # fmt: skip
         return fn
 
     return decorator
