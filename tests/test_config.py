@@ -39,7 +39,8 @@ def test_registry_unknown_name_lists_the_valid_ones():
         ("variants.dcgan_ns.arch", "resnet", r"unknown arch 'resnet'; allowed: dcgan, dcgan_ae, mlp, mlp_ae"),
         ("variants.vae.dataset", "imagenet", r"unknown dataset 'imagenet'; allowed: .*digits"),
         ("variants.vae.family", "flow", r"unknown family 'flow'; allowed: cyclegan, discogan, gan, "
-         r"pix2pix, spade, srgan, vae, vqgan, vqvae"),
+         r"gumbel_gan, handwriting, pix2pix, spade, srgan, text2image, text_wgan, "
+         r"trajectory_gan, vae, video_gan, vqgan, vqvae"),
         ("variants.dcgan_ns.loss", "elbo", r"unknown loss 'elbo'; allowed: energy, fgan, hinge, least_squares, minimax, nonsaturating, wasserstein"),
         ("variants.dcgan_ns.regularizers", {"r3": {}}, r"unknown regularizer 'r3'; allowed: gradient_penalty, r1, r2, spectral_norm, weight_clip"),
         ("variants.dcgan_ns.divergence", "wasserstein", r"divergence = 'wasserstein': unknown divergence 'wasserstein'; allowed: gan, jeffrey, jensen_shannon, kl"),
@@ -49,7 +50,7 @@ def test_registry_unknown_name_lists_the_valid_ones():
         ("variants.dcgan_ns.regularizers", {"r1": {"clip": 5}}, r"regularizer 'r1' does not use clip; it reads every, weight"),
         ("variants.dcgan_ns.regularizers", {"gradient_penalty": {"weight": 10}}, r"d_norm = 'batch' with regularizer 'gradient_penalty': .*d_norm: none or d_norm: layer"),
         ("variants.dcgan_ns.d_norm", "group", r"d_norm = 'group': .*'batch', 'none' or 'layer'"),
-        ("evaluate.metrics", ["fid"], r"unknown metric 'fid'; allowed: conditional, coverage, elbo, frechet"),
+        ("evaluate.metrics", ["fid"], r"unknown metric 'fid'; allowed: conditional, coverage, displacement, elbo, frechet"),
         ("data.cifar100", {}, r"data\.cifar100 = \{\.\.\.\}: unknown key; allowed keys: digit_strings, digits"),
         ("data.ring8.std", -1, r"data\.ring8\.std = -1: .*greater than 0"),
         ("train.optimizer.betas", [0.5, 1.5], r"betas = \[0\.5, 1\.5\]: each beta must lie in \[0, 1\)"),

@@ -35,11 +35,12 @@ def build(name: str, cfg: dict, seed: int, raw: Path = Path("/nonexistent")):
 
 def test_registry_lists_all_and_rejects_unknown() -> None:
     assert DATASETS.names() == [
-        "digits", "digits_edges", "digits_fonts", "digits_layout", "faces", "fashion_mnist",
-        "grid25", "mnist", "photos_sr", "ring8",
+        "digit_strings", "digits", "digits_edges", "digits_fonts", "digits_layout", "faces",
+        "fashion_mnist", "grammar", "grid25", "mnist", "moving_digits", "photos_sr", "ring8",
+        "text", "trajectories",
     ]  # fmt: skip
     with pytest.raises(
-        UnknownNameError, match="nope.*digits, digits_edges, digits_fonts, digits_layout, faces"
+        UnknownNameError, match="nope.*digit_strings, digits, digits_edges, digits_fonts, digits_la"
     ):
         DATASETS.get("nope")
 

@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> None:
         from genlab.evaluate import fit_evaluator_stage
 
         out = fit_evaluator_stage(params, args.dataset, root)
-        print(
-            f"evaluator {args.dataset}: test accuracy {out['test_accuracy']}, floor {out['floor']}"
-        )
+        scored = [f"{k} {out[k]}" for k in ("floor", "baseline") if k in out]
+        accuracy = out["test_accuracy"]
+        print(f"evaluator {args.dataset}: test accuracy {accuracy}, {', '.join(scored)}")
     if getattr(args, "seed", None) is not None:
         params, args.variant = params.replica(args.variant, args.seed)
     if args.command == "train":

@@ -213,20 +213,29 @@ def fit_evaluator_stage(params, dataset: str, root: Path) -> dict[str, Any]:
     kind_name = field_kind(meta)
     kind = EVALUATOR_KINDS.get(kind_name)
     out: dict[str, Any] = {"dataset": dataset, "test_accuracy": None}
+    generative = "translation" not in meta
+    rows = None
+    if generative and kind.floor:
+        n = scored_size(params, meta, len(train["x"]), "the training split")
+        rows = scored_rows(len(train["x"]), n, params.seed)
     net = None
     if kind.fit is not None:
         settings = {"seed": params.seed, "device": str(resolve_device(params.device)),
                     **params.evaluator.fit(dataset)}  # fmt: skip
-        net, stats = kind.fit(train, test, meta, settings)
+        fit_on = train
+        if kind.holdout_floor and rows is not None:
+            mask = torch.ones(len(train["x"]), dtype=torch.bool)
+            mask[rows] = False
+            fit_on = {k: v[mask] for k, v in train.items()}
+            out["floor_held_out"] = len(rows)
+        net, stats = kind.fit(fit_on, test, meta, settings)
         out.update(stats)
     paths = Paths(root)
-    if "translation" in meta:
+    if not generative:
         out.update(_translation_floor(params, train, test, meta, net, root, dataset))
     else:
         keep: dict[str, list[float]] = {}
-        if kind.floor:
-            n = scored_size(params, meta, len(train["x"]), "the training split")
-            rows = scored_rows(len(train["x"]), n, params.seed)
+        if rows is not None:
             floor_ctx = Context(train["x"][rows], test, meta, net, params,
                                 source=source_rows(train, meta, rows))  # fmt: skip
             out["floor"] = _score(floor_ctx, params, keep)

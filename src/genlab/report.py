@@ -173,7 +173,8 @@ def _comparison(
             accuracy[ds] = ev.get("test_accuracy")
             floor = {"variant": f"real-vs-real ({ds})", "dataset": ds, "family": "floor"}
             # no floor for a kind that has none (trajectories: their baseline is the reference)
-            groups[ds] = [{**_numeric(ev["floor"]), **floor}] if "floor" in ev or not ev else []
+            has_floor = "floor" in ev or not ev
+            groups[ds] = [{**_numeric(ev.get("floor", {})), **floor}] if has_floor else []
             if ev.get("baseline"):  # e.g. bicubic upsampling for super-resolution
                 groups[ds].append({**_numeric(ev["baseline"]), "variant": baseline_name(ev),
                                    "dataset": ds, "family": "baseline"})  # fmt: skip

@@ -42,6 +42,10 @@ class EvaluatorKind:
     save: Callable[[Any, Path, dict, dict], None] | None = None
     load: Callable[[dict], Any] | None = None  # (the checkpoint's dict) -> net
     floor: bool = True  # score training rows as if they were samples (the real-vs-real floor)
+    # fit the evaluator without the floor's rows: an evaluator that scores rows by reading them
+    # (a recogniser's error rates) would otherwise read the very words it learned, and the floor
+    # would be its training error, not the error on real words it has not seen
+    holdout_floor: bool = False
     baseline: Baseline | None = None  # a reference model scored like a variant
 
 

@@ -49,13 +49,19 @@ def ctc_loss(
 ) -> Tensor:
     """torch's CTC loss (blank 0, zero_infinity=True; ``mean``: each row's loss divided by its
     target length, then averaged, as torch defines it), after ``check_frames``. It runs in
-    float32 (torch's CTC kernels need it) and on the CPU kernel's deterministic path where
-    determinism is required."""
+    float32 (torch's CTC kernels need it). On CUDA with deterministic algorithms required (the
+    training driver requires them) it runs on CPU copies, whose backward is deterministic where
+    CUDA's is not (``.cpu()`` is differentiable, so the gradient still reaches the device)."""
     check_frames(input_lengths, targets, target_lengths, what)
-    return F.ctc_loss(
+    device = log_probs.device
+    if log_probs.is_cuda and torch.are_deterministic_algorithms_enabled():
+        log_probs, targets = log_probs.cpu(), targets.cpu()
+        input_lengths, target_lengths = input_lengths.cpu(), target_lengths.cpu()
+    loss = F.ctc_loss(
         log_probs.float(), targets, input_lengths.long(), target_lengths.long(), blank=0,
         reduction=reduction, zero_infinity=True,
     )  # fmt: skip
+    return loss.to(device)
 
 
 def greedy_decode(log_probs: Tensor, input_lengths: Tensor) -> list[list[int]]:
