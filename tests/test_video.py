@@ -220,6 +220,21 @@ def test_discriminator_noise_is_gaussian_in_training_and_off_in_eval():
     assert torch.equal(D_I(frames), D_I(frames))
 
 
+def test_the_arch_needs_clips_of_a_side_it_can_halve():
+    from genlab.errors import ArchitectureError
+    from genlab.families.video_gan.nets import build
+
+    with pytest.raises(ArchitectureError, match="needs clips.*shape \\[1, 8, 8\\]"):
+        build({"name": "digits", "shape": [1, 8, 8]}, variant())
+    with pytest.raises(ArchitectureError, match="got 36"):
+        build({"name": "clips", "shape": [4, 1, 36, 36]}, variant())
+    nets = build({"name": "clips", "shape": [4, 1, 24, 24]}, variant())
+    nets["G"].eval()
+    z = (torch.randn(2, 4), torch.randn(2, 4, 3), torch.randn(2, 3))
+    assert nets["G"](*z).shape == (2, 4, 1, 24, 24)
+    assert nets["D_V"](nets["G"](*z)).shape == (2,)
+
+
 # ---------------------------------------------------------------- losses
 def test_loss_terms_by_hand_on_fixed_logits():
     """D: sum over D_I and D_V of -mean log sigmoid(real) - mean log(1 - sigmoid(fake)); G

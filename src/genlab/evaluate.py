@@ -44,7 +44,9 @@ class GeneratorScorer:
         self.evaluator = load_any_evaluator(root, dataset)
         self.params, self.names = params, names
         check_evaluate(params, self.meta, self.evaluator, names)
-        images = self.evaluator is not None  # point sets are scored on their modes, not features
+        # image sets only: points are scored on their modes, other kinds' metrics compute their
+        # own features (word widths, clip frames)
+        images = self.evaluator is not None and field_kind(self.meta) == "image"
         self.test_cache = {"test": self.evaluator.features(self.test["x"])} if images else {}
 
     @torch.no_grad()

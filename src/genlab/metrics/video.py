@@ -22,6 +22,7 @@ frames.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,13 @@ def _rows(ctx: Context) -> dict[str, Tensor]:
     "video",
     requires=("video",),
     settings=("frame_feature_dim",),
-    ranges={"class_consistency": UNIT, "frame_class_agreement": UNIT, "frame_motion": (0.0, 2.0)},
+    ranges={
+        "class_consistency": UNIT,
+        "frame_class_agreement": UNIT,
+        "frame_motion": (0.0, 2.0),
+        "frame_frechet": (0.0, math.inf),
+        "frame_class_kl": (0.0, math.inf),
+    },
     descriptions={
         "frame_frechet": "Fréchet distance of the evaluator's features over every frame of the "
         "scored clips vs every frame of the test clips (lower is better)",

@@ -1,7 +1,8 @@
 """MoCoGAN's networks (Tulyakov et al. 2018, sec. 3), small: the motion RNN R_M (a GRU cell),
 the image generator G_I (a DCGAN generator shared across frames), the image discriminator D_I
 (a DCGAN discriminator on single frames) and the video discriminator D_V (3-D convolutions on
-clips, as the paper's D_V)."""
+clips, as the paper's D_V); optionally the Gaussian noise the authors' code adds inside both
+discriminators (``video_d_noise``)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ class MoCoGANGenerator(nn.Module):
     """(z_C, eps, h_0) -> clip. The content code z_C (N, content_dim) is fixed for the clip; the
     motion codes z_M^(1..T) are the hidden states of a GRU cell R_M driven by i.i.d. Gaussian
     noise eps^(t) (N, T, motion_dim) from the initial state h_0 (N, motion_dim), Gaussian too
-    as in the authors' code (sec. 3.1, eq. 1); frame t is G_I([z_C, z_M^(t)]), G_I shared by all
-    frames (sec. 3.2, fig. 2)."""
+    as in the authors' code (sec. 3.1); frame t is G_I([z_C, z_M^(t)]), G_I shared by all frames
+    (sec. 3.2, fig. 2)."""
 
     def __init__(
         self,
