@@ -140,12 +140,13 @@ def headline(
 def headline_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per variant (ordered by the first metric), one column per headline metric:
     ``value [low, high]``, bold for the best, ``≈`` for those not distinguishable from it; the
-    floor as the last row."""
+    floor as the last row (none where the dataset's kind has no floor, e.g. trajectories)."""
     first = next(iter(frames.values()))
     order = list(first["variant"])
     for df in frames.values():
         order += [v for v in df["variant"] if v not in order]
-    table = {"variant": order + ["real-vs-real floor"]}
+    has_floor = any(df.attrs.get("floor") is not None for df in frames.values())
+    table = {"variant": order + (["real-vs-real floor"] if has_floor else [])}
     for m, df in frames.items():
         cells = {}
         for row in df.itertuples():
@@ -156,7 +157,9 @@ def headline_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 text = f"≈ {text}"
             cells[row.variant] = text
         floor = df.attrs.get("floor")
-        table[m] = [cells.get(v, "") for v in order] + ["" if floor is None else f"{floor:.3g}"]
+        table[m] = [cells.get(v, "") for v in order]
+        if has_floor:
+            table[m].append("" if floor is None else f"{floor:.3g}")
     return pd.DataFrame(table)
 
 
