@@ -124,3 +124,13 @@ def restore_training(state: dict, trainer, batches) -> None:
     from genlab.train.loop import _restore
 
     _restore(state, trainer, None, batches, Path("state.pt"))
+
+
+def step_rows(trainer, batches, n: int) -> list[dict]:
+    """``n`` trainer steps' statistics as Python numbers (trainers return device tensors; the
+    driver reads them in batches with ``read_stats``)."""
+    from genlab.train.loop import read_stats
+
+    rows = [trainer.step(batches) for _ in range(n)]
+    read_stats(rows)
+    return rows

@@ -36,7 +36,7 @@ def test_registry_unknown_name_lists_the_valid_ones():
         ("train.steps", "many", r"variants\.vae\.steps = 'many': .*integer"),
         ("train.batch_size", 0, r"batch_size = 0: .*greater than or equal to 1"),
         ("variants.dcgan_ns.loss", "wasserstain", r"unknown loss 'wasserstain'; allowed: energy, fgan, hinge, least_squares, minimax, nonsaturating, wasserstein"),
-        ("variants.dcgan_ns.arch", "resnet", r"unknown arch 'resnet'; allowed: dcgan, dcgan_ae, mlp, mlp_ae"),
+        ("variants.dcgan_ns.arch", "resnet", r"unknown arch 'resnet'; allowed: biggan, dcgan, dcgan_ae, mlp, mlp_ae"),
         ("variants.vae.dataset", "imagenet", r"unknown dataset 'imagenet'; allowed: .*digits"),
         ("variants.vae.family", "flow", r"unknown family 'flow'; allowed: cyclegan, discogan, gan, "
          r"gumbel_gan, handwriting, pix2pix, spade, srgan, text2image, text_wgan, "
@@ -51,7 +51,7 @@ def test_registry_unknown_name_lists_the_valid_ones():
         ("variants.dcgan_ns.regularizers", {"gradient_penalty": {"weight": 10}}, r"d_norm = 'batch' with regularizer 'gradient_penalty': .*d_norm: none or d_norm: layer"),
         ("variants.dcgan_ns.d_norm", "group", r"d_norm = 'group': .*'batch', 'none' or 'layer'"),
         ("evaluate.metrics", ["fid"], r"unknown metric 'fid'; allowed: conditional, coverage, displacement, elbo, frechet"),
-        ("data.cifar100", {}, r"data\.cifar100 = \{\.\.\.\}: unknown key; allowed keys: digit_strings, digits"),
+        ("data.cifar100", {}, r"data\.cifar100 = \{\.\.\.\}: unknown key; allowed keys: cifar10, digit_strings, digits"),
         ("data.ring8.std", -1, r"data\.ring8\.std = -1: .*greater than 0"),
         ("train.optimizer.betas", [0.5, 1.5], r"betas = \[0\.5, 1\.5\]: each beta must lie in \[0, 1\)"),
         ("train.optimizer.name", "lbfgs", r"allowed: 'adam', 'rmsprop' or 'sgd'"),

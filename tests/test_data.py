@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,7 @@ import torchvision
 import genlab
 from genlab.data import DATASETS, DataUnavailableError, load_prepared, prepare_dataset
 from genlab.registry import UnknownNameError
-
-IDX_NAMES = {
-    "train_x": "train-images-idx3-ubyte",
-    "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte",
-    "test_y": "t10k-labels-idx1-ubyte",
-}
+from tests.rawfiles import IDX_NAMES, idx_images, idx_labels
 
 
 def build(name: str, cfg: dict, seed: int, raw: Path = Path("/nonexistent")):
@@ -35,12 +28,12 @@ def build(name: str, cfg: dict, seed: int, raw: Path = Path("/nonexistent")):
 
 def test_registry_lists_all_and_rejects_unknown() -> None:
     assert DATASETS.names() == [
-        "digit_strings", "digits", "digits_edges", "digits_fonts", "digits_layout", "faces",
-        "fashion_mnist", "grammar", "grid25", "mnist", "moving_digits", "photos_sr", "ring8",
-        "text", "trajectories",
+        "cifar10", "digit_strings", "digits", "digits_edges", "digits_fonts", "digits_layout",
+        "faces", "fashion_mnist", "grammar", "grid25", "mnist", "moving_digits", "photos_sr",
+        "ring8", "text", "trajectories",
     ]  # fmt: skip
     with pytest.raises(
-        UnknownNameError, match="nope.*digit_strings, digits, digits_edges, digits_fonts, digits_la"
+        UnknownNameError, match="nope.*cifar10, digit_strings, digits, digits_edges, digits_fo"
     ):
         DATASETS.get("nope")
 
@@ -189,17 +182,6 @@ def test_load_missing_names_path_and_command(tmp_path: Path) -> None:
 
 
 # --- MNIST-style IDX files ----------------------------------------------------------------
-
-
-def idx_images(images: np.ndarray) -> bytes:
-    """IDX3 ubyte: magic 0x00000803, big-endian N, rows, cols, then uint8 pixels."""
-    n, rows, cols = images.shape
-    return struct.pack(">IIII", 0x00000803, n, rows, cols) + images.astype(np.uint8).tobytes()
-
-
-def idx_labels(labels: np.ndarray) -> bytes:
-    """IDX1 ubyte: magic 0x00000801, big-endian N, then uint8 labels."""
-    return struct.pack(">II", 0x00000801, len(labels)) + labels.astype(np.uint8).tobytes()
 
 
 def fake_split(n: int, offset: int) -> tuple[np.ndarray, np.ndarray]:

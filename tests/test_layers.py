@@ -44,7 +44,7 @@ LAYERS: dict[int, set[str]] = {
     2: {"families"},
     3: {"config"},
     4: {"train"},
-    5: {"sample", "evaluate", "toys", "sweeps"},
+    5: {"sample", "evaluate", "toys", "sweeps", "profiles"},
     6: {"report", "report_stats"},
     7: {"cli", "__main__"},
 }

@@ -12,7 +12,7 @@ import pytest
 
 from genlab.cli import main
 from tests.conftest import write_params
-from tests.test_data import IDX_NAMES, idx_images, idx_labels
+from tests.rawfiles import IDX_NAMES, idx_images, idx_labels
 
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # name -> torchvision folder
 

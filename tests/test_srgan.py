@@ -205,7 +205,7 @@ def test_generator_loss_is_content_plus_1e_3_adversarial():
     total, stats = generator_loss(content, d_fake, loss, 1e-3)
     adversarial = -torch.log(torch.sigmoid(d_fake)).mean()  # -log D(G(I^LR)), eq. 6
     assert_close(total, content + 1e-3 * adversarial)
-    assert_close(stats["loss_adversarial"], adversarial.item())
+    assert_close(float(stats["loss_adversarial"]), adversarial.item())
     assert stats["loss_content"] == pytest.approx(0.2)
     assert generator_loss(content, None, loss, 1e-3)[0] is content
 

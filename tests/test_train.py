@@ -167,3 +167,91 @@ def test_nan_stops_the_run_and_marks_mlflow_failed(tiny_project, monkeypatch):
     assert run.info.status == "FAILED"
     assert "diverged at step 3" in run.data.tags["failure"]
     assert not Paths(root).model("dcgan_ns").exists()
+
+
+def test_read_stats_gives_what_item_gives_with_one_copy():
+    from genlab.train.loop import read_stats
+
+    values = {"f32": torch.tensor(0.1), "bf16": torch.tensor(1 / 3, dtype=torch.bfloat16),
+              "f64": torch.tensor(2 / 3, dtype=torch.float64), "int": torch.tensor(7),
+              "nan": torch.tensor(float("nan")), "plain": 0.25}  # fmt: skip
+    rows = [dict(values), {"f32": torch.tensor(-2.5)}]
+    read_stats(rows)
+    for k, v in values.items():
+        expected = v.item() if isinstance(v, torch.Tensor) else v
+        assert type(rows[0][k]) is type(expected), k
+        assert rows[0][k] == expected or (expected != expected and rows[0][k] != rows[0][k]), k
+    assert rows[1] == {"f32": -2.5}
+
+
+def test_statistics_read_every_log_every_equal_the_per_step_reads(tiny_project, monkeypatch):
+    """Stats stay on the device between reads; the CSV and the state are as if read every step."""
+    from genlab.train import loop
+
+    root, _ = tiny_project
+    reads = []
+    real = loop.read_stats
+    monkeypatch.setattr(loop, "read_stats", lambda rows: (reads.append(len(rows)), real(rows)))
+    train_variant(params_with(steps=8, log_every=1, checkpoint_every=8), "dcgan_ns", root)
+    every_step = read_csv(Paths(root).train_csv("dcgan_ns"))
+    state = load_state(root, "dcgan_ns")
+    assert reads == [1] * 8
+    reads.clear()
+    train_variant(params_with(steps=8, log_every=4, checkpoint_every=8), "dcgan_ns", root)
+    assert reads == [4, 4]  # one device-to-host copy per log_every steps
+    batched = read_csv(Paths(root).train_csv("dcgan_ns"))
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(batched) == drop(every_step) and len(batched) == 8
+    assert_identical(load_state(root, "dcgan_ns")["nets"], state["nets"])
+
+
+def test_a_nan_read_late_names_its_own_step(tiny_project, monkeypatch):
+    """A NaN in a tensor statistic is found when the steps are read (step 4 here) and named by
+    the step that produced it; the run stops before the checkpoint of that read."""
+    from genlab.families.gan.trainer import GANTrainer
+
+    root, _ = tiny_project
+    real_step = GANTrainer.step
+
+    def poisoned(self, batches):
+        stats = real_step(self, batches)
+        if self.g_updates == 2:
+            stats["loss_g"] = torch.tensor(float("nan"))
+        return stats
+
+    monkeypatch.setattr(GANTrainer, "step", poisoned)
+    params = params_with(steps=8, log_every=4, checkpoint_every=4)
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 2: loss_g = nan"):
+        train_variant(params, "dcgan_ns", root)
+    assert not Paths(root).partial("dcgan_ns").exists()
+
+
+def test_the_checkpoint_records_device_and_compile_mode(tiny_project):
+    root, params = tiny_project
+    train_variant(params, "dcgan_ns", root)
+    state = load_state(root, "dcgan_ns")
+    assert (state["device"], state["compile"]) == ("cpu", "none")
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_and_resumes_only_compiled(tiny_project):
+    """compile: default (torch.compile, inductor on CPU) trains with the same state layout;
+    resuming it uncompiled is refused (the bits depend on it)."""
+    root, _ = tiny_project
+    raw = tiny_params_dict()
+    raw["compile"] = "default"
+    compiled = validate_params(raw)
+    train_variant(compiled, "dcgan_ns", root)
+    state = load_state(root, "dcgan_ns")
+    rows = read_csv(Paths(root).train_csv("dcgan_ns"))
+    assert len(rows) == 4 and all(float(r["loss_d"]) == float(r["loss_d"]) for r in rows)
+    eager_root = root / "eager"
+    shutil.copytree(root / "data", eager_root / "data")
+    train_variant(params_with(), "dcgan_ns", eager_root)
+    eager = load_state(eager_root, "dcgan_ns")
+    assert state["nets"]["G"].keys() == eager["nets"]["G"].keys()
+    raw["variants"]["dcgan_ns"]["steps"] = 6
+    with pytest.raises(CheckpointError, match="compile default -> none"):
+        train_variant(params_with(steps=6), "dcgan_ns", root, resume=True)
+    train_variant(validate_params(raw), "dcgan_ns", root, resume=True)
+    assert load_state(root, "dcgan_ns")["step"] == 6

@@ -37,7 +37,7 @@ from genlab.metrics.trajectory import (
     min_displacements,
 )
 from genlab.train.loop import build_trainer
-from tests.conftest import restore_training, tiny_params_dict, training_snapshot
+from tests.conftest import restore_training, step_rows, tiny_params_dict, training_snapshot
 
 
 def data(seed: int = 0, **options):
@@ -268,7 +268,7 @@ def steps(cfg, n: int, state: dict | None = None):
     trainer, batches, _, _ = build_trainer(cfg, train, meta, 0, "cpu", 1)
     if state is not None:
         restore_training(state, trainer, batches)
-    return trainer, batches, [trainer.step(batches) for _ in range(n)]
+    return trainer, batches, step_rows(trainer, batches, n)
 
 
 def test_training_steps_are_deterministic_and_resume_exactly():

@@ -138,10 +138,10 @@ def test_vq_loss_is_eq_3():
     x = FixedBatch().batch["x"]
     loss, stats, out = VQ_LOSSES.build("vq", commitment=0.25)(model, x)
     assert_close(loss.item(), stats["recon"] + stats["codebook"] + 0.25 * stats["commitment"])
-    assert_close(stats["recon"], F.mse_loss(out.x_rec, x).item())
+    assert_close(float(stats["recon"]), F.mse_loss(out.x_rec, x).item())
     used = torch.bincount(out.indices.flatten(), minlength=8).float() / out.indices.numel()
     entropy = -(used[used > 0] * used[used > 0].log()).sum()
-    assert_close(stats["perplexity"], entropy.exp().item())
+    assert_close(float(stats["perplexity"]), entropy.exp().item())
 
 
 def test_dead_codes_restart_onto_encoder_outputs():
@@ -254,7 +254,9 @@ def test_both_stages_train():
     assert [r["phase"] for r in rows] == [2] * 10
     assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in frozen.items())
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.5  # nats per code on a fixed set of codes
-    assert_close(rows[-1]["prior_bits_per_code"] * 0.6931471805599453, rows[-1]["loss"])
+    assert_close(
+        float(rows[-1]["prior_bits_per_code"]) * 0.6931471805599453, float(rows[-1]["loss"])
+    )
     assert trainer.step_count == 40
 
 

@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("study")
     dash.add_argument("--port", type=int, default=8080)
     sub.add_parser("report", help="write reports/")
+    profile = sub.add_parser(
+        "profile", help="add a params profile's datasets and variants to params.yaml"
+    )
+    profile.add_argument("name", help="profiles/<NAME>.yaml (or a path to a profile file)")
+    profile.add_argument("--off", action="store_true", help="remove the profile's entries again")
     ui = sub.add_parser("ui", help="mlflow ui on 127.0.0.1 against the project's store")
     ui.add_argument("--port", type=int, default=5000)
     return p
@@ -59,6 +64,11 @@ def run(args: argparse.Namespace) -> None:
 
     params_path = Path(args.params)
     root = params_path.resolve().parent
+    if args.command == "profile":  # edits the params file: before it is loaded
+        from genlab.profiles import apply_profile
+
+        print(apply_profile(params_path, args.name, off=args.off))
+        return
     params = load_params(params_path, args.overrides)
     from genlab.runtime import use_threads
 

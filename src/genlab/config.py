@@ -339,6 +339,10 @@ class Params(Strict):
     # lecture's small models); results are bit-identical for a given thread count
     threads: Literal["auto"] | int = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch.compile of every trained network (genlab.runtime.compile_modules): none, or a
+    # torch.compile mode; reduce-overhead adds CUDA graphs. Compiled kernels round differently,
+    # so the bits differ from the uncompiled run's (still the same on every rerun)
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
     tracking: TrackingCfg = TrackingCfg()
     data: Any = None  # validated by data_model() (the registered datasets' options)
     train: dict[str, Any] = Field(default_factory=dict)

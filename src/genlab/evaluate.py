@@ -30,7 +30,7 @@ from genlab.metrics.kinds import load_any, save_any
 from genlab.metrics.scores import check_kid_subsets, field_kinds
 from genlab.metrics.translation import bicubic
 from genlab.paths import Paths
-from genlab.runtime import resolve_device
+from genlab.runtime import deterministic_kernels, resolve_device
 
 
 class GeneratorScorer:
@@ -222,6 +222,7 @@ def fit_evaluator_stage(params, dataset: str, root: Path) -> dict[str, Any]:
         rows = scored_rows(len(train["x"]), n, params.seed)
     net = None
     if kind.fit is not None:
+        deterministic_kernels()  # on CUDA too: the evaluator's weights decide every score
         settings = {"seed": params.seed, "device": str(resolve_device(params.device)),
                     **params.evaluator.fit(dataset)}  # fmt: skip
         fit_on = train

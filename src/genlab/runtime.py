@@ -71,14 +71,62 @@ def use_threads(setting: int | str, modules: Any = ()) -> int:
     return threads
 
 
-def configure_determinism(seed: int) -> None:
-    """Seed every global RNG and make torch pick deterministic kernels."""
+_CUDA_PATHS = {"emulated": False}
+
+
+def cuda_path(x: torch.Tensor) -> bool:
+    """Whether ``x`` takes genlab's CUDA-only code paths: the replacements for the CUDA kernels
+    that have no deterministic form (``code_cross_entropy``, ``ReflectionPad``, ``ctc_loss``).
+    ``emulate_cuda_paths`` makes CPU tensors take them too, so that CPU tests can check which
+    kernels a CUDA run would call (tests/test_cuda_safety.py)."""
+    return x.is_cuda or _CUDA_PATHS["emulated"]
+
+
+@contextlib.contextmanager
+def emulate_cuda_paths():
+    """Within: ``cuda_path`` is true for CPU tensors too (tests only: results differ in the
+    last bits from the CPU paths)."""
+    before, _CUDA_PATHS["emulated"] = _CUDA_PATHS["emulated"], True
+    try:
+        yield
+    finally:
+        _CUDA_PATHS["emulated"] = before
+
+
+def deterministic_kernels() -> None:
+    """Make torch pick deterministic kernels, and refuse (RuntimeError) an op that has none on
+    this device. cuBLAS needs a fixed workspace for deterministic matrix products on CUDA; cuDNN
+    must not benchmark algorithms (its pick would vary from run to run)."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
+
+
+def configure_determinism(seed: int) -> None:
+    """Seed every global RNG and make torch pick deterministic kernels."""
+    deterministic_kernels()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+
+
+def compile_modules(modules: Any, mode: str) -> None:
+    """``torch.compile`` each module in place (``nn.Module.compile``: its state_dict keys stay
+    the same, so checkpoints and ``model.pt`` are unaffected) with ``mode``; ``none`` leaves
+    them eager. ``reduce-overhead`` records CUDA graphs, replayed while the shapes stay the
+    same (genlab's batches have a fixed size); the caller marks each step's start with
+    ``torch.compiler.cudagraph_mark_step_begin`` (``genlab.train.loop.training_steps``).
+    Under ``torch.use_deterministic_algorithms`` inductor picks its kernels without timing
+    them, so a compiled run is deterministic too."""
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"compile = {mode!r}; allowed: {', '.join(COMPILE_MODES)}")
+    if mode == "none":
+        return
+    for module in modules:
+        module.compile(mode=None if mode == "default" else mode, dynamic=False)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -101,17 +149,28 @@ class OptimizerCfg(Options):
 
 
 def make_optimizer(params, cfg: OptimizerCfg) -> torch.optim.Optimizer:
-    """Optimizer by name from an ``OptimizerCfg``."""
+    """Optimizer by name from an ``OptimizerCfg``.
+
+    On CUDA, Adam and SGD update every parameter in one fused kernel (``fused=True``: no
+    per-parameter launches, deterministic) and RMSprop, which has no fused form, in a few
+    multi-tensor launches (``foreach``). On CPU they keep torch's single-tensor loop, which
+    genlab's CPU results were computed with (the fused CPU kernels round differently)."""
+    params = list(params)
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict)
+                                                else [group])]  # fmt: skip
+    cuda = bool(tensors) and all(p.is_cuda for p in tensors)
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                                fused=cuda or None)  # fmt: skip
     if cfg.name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                   foreach=cuda or None)  # fmt: skip
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda or None)
 
 
 def grad_norm(module: nn.Module) -> float:
     grads = [p.grad for p in module.parameters() if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads).item() if grads else 0.0
+    return torch.nn.utils.get_total_norm(grads).detach() if grads else 0.0
 
 
 def global_rng_state() -> dict[str, Any]:
@@ -139,7 +198,11 @@ __all__ = [
     "OptimizerCfg",
     "TrainingDiverged",
     "autocast",
+    "compile_modules",
     "configure_determinism",
+    "cuda_path",
+    "emulate_cuda_paths",
+    "deterministic_kernels",
     "global_rng_state",
     "grad_norm",
     "make_optimizer",

@@ -13,7 +13,7 @@ from genlab.drawing import save_grid, scatter
 from genlab.families import FAMILIES, FigureContext
 from genlab.io import torch_save
 from genlab.paths import Paths
-from genlab.runtime import resolve_device
+from genlab.runtime import deterministic_kernels, resolve_device
 from genlab.train.checkpoint import load_modules
 
 ROWS = 8  # interpolation paths
@@ -24,6 +24,7 @@ def sample_variant(params, name: str, root: Path) -> dict[str, Path]:
     params.variant(name)  # a clear error for an unknown variant
     paths = Paths(root)
     device = resolve_device(params.device)
+    deterministic_kernels()
     modules, variant, ckpt = load_modules(paths.model(name), device)
     family, meta = FAMILIES.get(variant.family), ckpt["meta"]
     sampler = family.sampler(modules, variant, meta)

@@ -17,7 +17,9 @@ from genlab.errors import ConfigError
 
 
 class _Shuffled:
-    """One domain: a fresh seeded permutation each epoch, last partial batch dropped."""
+    """One domain: a fresh seeded permutation each epoch, last partial batch dropped. The
+    permutation is drawn on the CPU (the same bits on every device) and copied to the device
+    once per epoch, so a step transfers nothing."""
 
     def __init__(self, data: dict[str, Tensor], batch_size: int, seed: int, device, what: str):
         n = len(next(iter(data.values())))
@@ -25,14 +27,16 @@ class _Shuffled:
             raise ConfigError(f"batch_size = {batch_size} exceeds the {n} training {what}")
         self.data, self.batch_size, self.n, self.device = data, batch_size, n, device
         self.generator = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(n, generator=self.generator)
-        self.pos = 0
+        self._set_perm(torch.randperm(n, generator=self.generator), 0)
+
+    def _set_perm(self, perm: Tensor, pos: int) -> None:
+        self.perm, self.pos = perm, pos
+        self.on_device = perm.to(self.device)
 
     def next(self) -> dict[str, Tensor]:
         if self.pos + self.batch_size > self.n:
-            self.perm = torch.randperm(self.n, generator=self.generator)
-            self.pos = 0
-        idx = self.perm[self.pos : self.pos + self.batch_size].to(self.device)
+            self._set_perm(torch.randperm(self.n, generator=self.generator), 0)
+        idx = self.on_device[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
         return {k: v[idx] for k, v in self.data.items()}
 
@@ -41,7 +45,7 @@ class _Shuffled:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.perm, self.pos = state["perm"], state["pos"]
+        self._set_perm(state["perm"].cpu(), state["pos"])
 
 
 def field_domains(meta: dict | None, fields: list[str]) -> dict[str, list[str]]:

@@ -52,6 +52,20 @@ def sample_latents(
     return torch.randn(n, latent_dim, generator=gen, device=device), gen
 
 
+def truncated_normal_(z: Tensor, threshold: float, gen: torch.Generator) -> Tensor:
+    """The truncation trick (Brock et al. 2019, sec. 3.1): every entry of ``z`` with
+    |z| > ``threshold`` is redrawn from N(0, 1) with ``gen`` until it falls inside, in place.
+    The entries are then standard normals truncated to [-threshold, threshold]. Each round draws
+    exactly as many values as entries are still outside, in row-major order, so the result
+    depends only on the generator's state (same seed, same bits)."""
+    outside = z.abs() > threshold
+    while bool(outside.any()):
+        redraw = torch.randn(int(outside.sum()), generator=gen, device=z.device, dtype=z.dtype)
+        z.masked_scatter_(outside, redraw)
+        outside = z.abs() > threshold
+    return z
+
+
 def balanced_labels(n: int, num_classes: int, device: torch.device | str) -> Tensor:
     """0, 1, ..., K-1, 0, 1, ...: every class (or InfoGAN code value) equally often."""
     return torch.arange(n, device=device) % num_classes
@@ -60,19 +74,32 @@ def balanced_labels(n: int, num_classes: int, device: torch.device | str) -> Ten
 class LatentSampler:
     """Feeds ``net(z)`` or ``net(z, y)``: ``noise_dim`` Gaussian entries and, when
     ``num_classes`` > 0, balanced labels whose meaning is ``label_kind`` ("class" for a
-    conditional model, "code" for InfoGAN's categorical code)."""
+    conditional model, "code" for InfoGAN's categorical code). ``truncation`` > 0: the latents
+    (the fixed batch and the interpolation end points) are truncated normals, entries beyond
+    the threshold redrawn by the same seeded generator (``truncated_normal_``); 0 (the default)
+    draws exactly the bits it drew before the option existed."""
 
     def __init__(
-        self, net: nn.Module, noise_dim: int, num_classes: int = 0, label_kind: str = "class"
+        self,
+        net: nn.Module,
+        noise_dim: int,
+        num_classes: int = 0,
+        label_kind: str = "class",
+        truncation: float = 0.0,  # BigGAN's truncation threshold on |z|; 0 = off
     ):
         self.net, self.noise_dim, self.num_classes = net, noise_dim, num_classes
         self.label_kind = label_kind if num_classes else None
+        self.truncation = truncation
+
+    def _truncate(self, z: Tensor, gen: torch.Generator) -> Tensor:
+        return truncated_normal_(z, self.truncation, gen) if self.truncation > 0 else z
 
     def inputs(
         self, seed: int, n: int, device: torch.device | str, data: dict | None = None
     ) -> dict[str, Any]:
         """``n`` seeded latents (and balanced labels); ``data`` is not read."""
         z, gen = sample_latents(seed, n, self.noise_dim, device)
+        z = self._truncate(z, gen)
         y = balanced_labels(n, self.num_classes, device) if self.num_classes else None
         return {"z": z, "y": y, "generator": gen}
 
@@ -83,7 +110,7 @@ class LatentSampler:
         self, inputs: dict[str, Any], rows: int, steps: int, batch_size: int
     ) -> Tensor:
         z, gen = inputs["z"], inputs["generator"]
-        ends = torch.randn(2, rows, z.shape[1], generator=gen, device=z.device)
+        ends = self._truncate(torch.randn(2, rows, z.shape[1], generator=gen, device=z.device), gen)
         path_y = None
         if self.num_classes:
             path_y = balanced_labels(rows, self.num_classes, z.device).repeat_interleave(steps)

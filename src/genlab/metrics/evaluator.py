@@ -118,8 +118,8 @@ def fit_evaluator(
     if num_classes is None:
         num_classes = int(max(train["y"].max(), test["y"].max())) + 1
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the CPU generator only: it builds the net
+        torch.default_generator.manual_seed(seed)
         net = Evaluator(x.shape[1], num_classes, downsample=downsample).to(device)
     steps_per_epoch = -(-len(x) // batch_size)
     opt = torch.optim.Adam(net.parameters(), lr=lr)

@@ -137,8 +137,8 @@ def fit_recognizer(
     x, text, lengths = (train[k].to(device) for k in ("x", "text", "lengths"))
     x = x.float()
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the CPU generator only: it builds the net
+        torch.default_generator.manual_seed(seed)
         vocab = Vocabulary(meta["vocabulary"], blank=True)
         net = Recognizer(vocab.size, x.shape[2], width=EVALUATOR_WIDTH)
     net = net.to(device).train()

@@ -9,6 +9,7 @@ one logit per sample); VAE builders return ``{"vae": ...}``.
 from genlab.nets import (  # noqa: F401  (registers the builders)
     attention,
     autoencoder,
+    biggan,
     conditional,
     conv_vae,
     dcgan,

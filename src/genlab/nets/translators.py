@@ -16,9 +16,40 @@ from __future__ import annotations
 
 import math
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import ArchitectureError
+from genlab.runtime import cuda_path
+
+
+class ReflectionPad(nn.Module):
+    """``nn.ReflectionPad2d(pad)`` whose backward is deterministic on CUDA too.
+
+    CUDA's reflection-pad backward accumulates with atomics and has no deterministic kernel
+    (``torch.use_deterministic_algorithms`` refuses it), so on CUDA the pad is built from
+    slices, flips and concatenations, whose gradients are plain copies and sums: the same
+    values forward. On CPU it is torch's own pad, so the CPU bits are unchanged."""
+
+    def __init__(self, pad: int) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not cuda_path(x):
+            return F.pad(x, (self.pad,) * 4, mode="reflect")
+        return reflect_by_copies(x, self.pad)
+
+    def extra_repr(self) -> str:
+        return f"pad={self.pad}"
+
+
+def reflect_by_copies(x: Tensor, p: int) -> Tensor:
+    """Reflection padding of the last two dimensions by ``p`` from slices, flips and
+    concatenations (``ReflectionPad``'s CUDA path)."""
+    x = torch.cat([x[..., 1 : p + 1, :].flip(-2), x, x[..., -p - 1 : -1, :].flip(-2)], -2)
+    return torch.cat([x[..., 1 : p + 1].flip(-1), x, x[..., -p - 1 : -1].flip(-1)], -1)
 
 
 def instance_norm(channels: int) -> nn.InstanceNorm2d:
@@ -31,7 +62,7 @@ def conv_in_relu(ch_in: int, ch_out: int, kernel: int, stride: int = 1) -> list[
     """c7s1-k (reflection pad, 7 x 7 stride 1) or dk (3 x 3 stride 2, zero pad 1):
     convolution, instance norm, ReLU."""
     if stride == 1:
-        pad: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2)]
+        pad: list[nn.Module] = [ReflectionPad(kernel // 2)]
         conv = nn.Conv2d(ch_in, ch_out, kernel, 1, 0, bias=False)
     else:
         pad = []
@@ -47,7 +78,7 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             *conv_in_relu(channels, channels, 3),
-            nn.ReflectionPad2d(1),
+            ReflectionPad(1),
             nn.Conv2d(channels, channels, 3, 1, 0, bias=False),
             instance_norm(channels),
         )
@@ -80,7 +111,7 @@ class ResnetGenerator(nn.Module):
                 instance_norm(ch // 2),
                 nn.ReLU(),
             ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7), nn.Tanh()]
+        layers += [ReflectionPad(3), nn.Conv2d(width, out_channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from genlab.nets.base import ArchitectureError, require_kind
 from genlab.registry import Registry
+from genlab.runtime import cuda_path
 
 VQ_ARCHS: Registry = Registry("arch")
 VQ_LOSSES: Registry = Registry("loss")
@@ -184,6 +185,21 @@ class CodePrior(nn.Module):
         return idx
 
 
+def code_cross_entropy(logits: Tensor, codes: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of a sequence of codes: logits (B, N, K), codes (B, N) -> per position
+    (B, N) for ``reduction="none"``, else reduced over every position.
+
+    On CPU this is ``F.cross_entropy`` on the (B, K, N) view, as genlab always computed it. On
+    CUDA that view runs the spatial ``nll_loss2d`` kernel, which has no deterministic
+    implementation (it accumulates with atomics, and ``torch.use_deterministic_algorithms``
+    refuses it); the (B N, K) rows use the 1-D ``nll_loss`` kernel instead, which is
+    deterministic. Same values up to rounding; the CPU bits are unchanged."""
+    if not cuda_path(logits):
+        return F.cross_entropy(logits.transpose(1, 2), codes, reduction=reduction)
+    flat = F.cross_entropy(logits.flatten(0, 1), codes.flatten(), reduction=reduction)
+    return flat.view(codes.shape) if reduction == "none" else flat
+
+
 def normal_cdf(z: Tensor) -> Tensor:
     """Phi(z) = (1 + erf(z / sqrt 2)) / 2."""
     return 0.5 * (1 + torch.erf(z / math.sqrt(2)))
@@ -301,8 +317,7 @@ class VQVAE(nn.Module):
 
     def prior_nll(self, idx: Tensor, y: Tensor | None = None) -> Tensor:
         """-log p(c | y) per sample in nats, summed over the N positions."""
-        logits = self.prior_logits(idx, y).float()
-        nll = F.cross_entropy(logits.transpose(1, 2), idx.flatten(1), reduction="none")
+        nll = code_cross_entropy(self.prior_logits(idx, y).float(), idx.flatten(1), "none")
         return nll.sum(1)
 
     @torch.no_grad()

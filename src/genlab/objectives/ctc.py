@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.errors import ConfigError
+from genlab.runtime import cuda_path
 
 
 def frames_needed(targets: Tensor, target_lengths: Tensor) -> Tensor:
@@ -54,7 +55,7 @@ def ctc_loss(
     CUDA's is not (``.cpu()`` is differentiable, so the gradient still reaches the device)."""
     check_frames(input_lengths, targets, target_lengths, what)
     device = log_probs.device
-    if log_probs.is_cuda and torch.are_deterministic_algorithms_enabled():
+    if cuda_path(log_probs) and torch.are_deterministic_algorithms_enabled():
         log_probs, targets = log_probs.cpu(), targets.cpu()
         input_lengths, target_lengths = input_lengths.cpu(), target_lengths.cpu()
     loss = F.ctc_loss(

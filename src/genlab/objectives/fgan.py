@@ -213,7 +213,7 @@ class FGAN(GANLoss):
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
         bound = self.divergence.bound(d_real, d_fake)
-        return -bound, mean_outputs(d_real, d_fake) | {"divergence_estimate": bound.item()}
+        return -bound, mean_outputs(d_real, d_fake) | {"divergence_estimate": bound.detach()}
 
     def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
         return -self.divergence.activation(d_fake).mean(), {}

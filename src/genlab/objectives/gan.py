@@ -44,8 +44,8 @@ def _probabilities(d_real: Tensor, d_fake: Tensor) -> Stats:
     """Mean D(x) and D(G(z)) as probabilities, for the training curves."""
     with torch.no_grad():
         return {
-            "d_real": torch.sigmoid(d_real.float()).mean().item(),
-            "d_fake": torch.sigmoid(d_fake.float()).mean().item(),
+            "d_real": torch.sigmoid(d_real.float()).mean().detach(),
+            "d_fake": torch.sigmoid(d_fake.float()).mean().detach(),
         }
 
 
@@ -72,7 +72,7 @@ class Wasserstein(GANLoss):
 
     def discriminator(self, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Stats]:
         estimate = d_real.mean() - d_fake.mean()
-        return -estimate, mean_outputs(d_real, d_fake) | {"wasserstein_estimate": estimate.item()}
+        return -estimate, mean_outputs(d_real, d_fake) | {"wasserstein_estimate": estimate.detach()}
 
     def generator(self, d_fake: Tensor) -> tuple[Tensor, Stats]:
         return -d_fake.mean(), {}
@@ -158,7 +158,7 @@ class Energy(GANLoss):
         loss = d_fake.mean()
         if self.pull_away > 0:
             pt = pulling_away(self.D.embedding)
-            return loss + self.pull_away * pt, {"pull_away": pt.item()}
+            return loss + self.pull_away * pt, {"pull_away": pt.detach()}
         return loss, {}
 
 
@@ -172,4 +172,4 @@ def pulling_away(s: Tensor) -> Tensor:
 
 def mean_outputs(d_real: Tensor, d_fake: Tensor) -> Stats:
     """Mean raw D outputs (critic values, energies), for the training curves."""
-    return {"d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}
+    return {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}

@@ -21,4 +21,4 @@ class MutualInformation(Term):
 
     def generator(self, s: Step) -> tuple[Tensor, Stats]:
         info, _ = self._bound(s)
-        return info, {"loss_info": info.item()}
+        return info, {"loss_info": info.detach()}

@@ -71,7 +71,7 @@ class R1(Regularizer):
 
     def penalty(self, D, real, fake, noise=None):
         norm = grad_norm_at(D, real)
-        return 0.5 * norm.pow(2).mean(), {"r1_grad_norm": norm.detach().mean().item()}
+        return 0.5 * norm.pow(2).mean(), {"r1_grad_norm": norm.detach().mean()}
 
 
 @GAN_REGULARIZERS.register("r2")
@@ -83,7 +83,7 @@ class R2(Regularizer):
 
     def penalty(self, D, real, fake, noise=None):
         norm = grad_norm_at(D, fake)
-        return 0.5 * norm.pow(2).mean(), {"r2_grad_norm": norm.detach().mean().item()}
+        return 0.5 * norm.pow(2).mean(), {"r2_grad_norm": norm.detach().mean()}
 
 
 @GAN_REGULARIZERS.register("gradient_penalty")
@@ -104,7 +104,7 @@ class GradientPenalty(Regularizer):
         excess = norm - 1
         if self.cfg.one_sided:
             excess = excess.clamp(min=0)
-        return excess.pow(2).mean(), {"gp_grad_norm": norm.detach().mean().item()}
+        return excess.pow(2).mean(), {"gp_grad_norm": norm.detach().mean()}
 
 
 @GAN_REGULARIZERS.register("weight_clip")

@@ -62,7 +62,10 @@ class TwoAdversarial(Term):
             d_b, d_a = s.nets["D_B"](s.fake_b), s.nets["D_A"](s.fake_a)
         loss_b, _ = self.loss.generator(d_b.float())
         loss_a, _ = self.loss.generator(d_a.float())
-        return loss_b + loss_a, {"adversarial_g_b": loss_b.item(), "adversarial_g_a": loss_a.item()}
+        return loss_b + loss_a, {
+            "adversarial_g_b": loss_b.detach(),
+            "adversarial_g_a": loss_a.detach(),
+        }
 
     def discriminator(self, s: TwoDomains) -> tuple[Tensor, Stats]:
         stats: Stats = {}
@@ -73,7 +76,7 @@ class TwoAdversarial(Term):
                 d_real, d_fake = D(real), D(fake)
             loss, d_stats = self.loss.discriminator(d_real.float(), d_fake.float())
             stats.update({f"{k}_{domain}": v for k, v in d_stats.items()})
-            stats[f"adversarial_d_{domain}"] = loss.item()
+            stats[f"adversarial_d_{domain}"] = loss.detach()
             total = loss if total is None else total + loss
         return self.d_scale * total, stats
 
@@ -93,7 +96,7 @@ class CycleConsistency(Term):
             rec_a, rec_b = s.nets["F"](s.fake_b), s.nets["G"](s.fake_a)
         err_a = self.distance(rec_a.float(), s.a.float())
         err_b = self.distance(rec_b.float(), s.b.float())
-        stats = {f"{self.name}_a": err_a.item(), f"{self.name}_b": err_b.item()}
+        stats = {f"{self.name}_a": err_a.detach(), f"{self.name}_b": err_b.detach()}
         return self.weight * (err_a + err_b), stats
 
 
@@ -112,7 +115,7 @@ class Identity(Term):
             same_b, same_a = s.nets["G"](s.b), s.nets["F"](s.a)
         err_b = self.distance(same_b.float(), s.b.float())
         err_a = self.distance(same_a.float(), s.a.float())
-        stats = {"identity_b": err_b.item(), "identity_a": err_a.item()}
+        stats = {"identity_b": err_b.detach(), "identity_a": err_a.detach()}
         return self.weight * (err_b + err_a), stats
 
 

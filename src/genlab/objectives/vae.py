@@ -49,9 +49,9 @@ class ELBO:
         kl = gaussian_kl(mu.float(), logvar.float())
         loss = (recon + self.beta * kl).mean()
         stats = {
-            "recon": recon.mean().item(),
-            "kl": kl.mean().item(),
-            "elbo": -(recon + kl).mean().item(),
+            "recon": recon.mean().detach(),
+            "kl": kl.mean().detach(),
+            "elbo": -(recon + kl).mean().detach(),
         }
         return loss, stats
 

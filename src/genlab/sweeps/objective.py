@@ -39,11 +39,14 @@ def fit_and_score(
     (scoring excluded). Raises TrainingDiverged on NaN; ``on_report`` may raise to stop."""
     from genlab.train.loop import build_training, model_modules, training_steps
 
-    trainer, batches, ema, _ = build_training(cfg, seed, root, params.device, params.threads)
+    trainer, batches, ema, _ = build_training(
+        cfg, seed, root, params.device, params.threads, params.compile
+    )
     seconds, t0, scores = 0.0, time.perf_counter(), {}
     for module in trainer.modules.values():
         module.train()
-    for step, _stats in training_steps(trainer, batches, ema, 0, cfg.steps, label):
+    steps = training_steps(trainer, batches, ema, 0, cfg.steps, label, report_every)
+    for step, _stats in steps:
         if step % report_every == 0 or step == cfg.steps:
             seconds += time.perf_counter() - t0
             # what model.pt would hold now: the generator's EMA weights when EMA is on

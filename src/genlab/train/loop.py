@@ -30,6 +30,7 @@ from genlab.families import FAMILIES
 from genlab.io import replace_dir, torch_save, write_json
 from genlab.paths import Paths
 from genlab.runtime import (
+    compile_modules,
     configure_determinism,
     global_rng_state,
     resolve_device,
@@ -55,11 +56,14 @@ class StatsWriter:
         self.columns = list(kept[0]) if kept else None
         self._write(kept, mode="w")
 
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
+    def add(self, step: int, stats: dict[str, Any], seconds: float) -> None:
+        """One step's row; ``stats`` may still hold device tensors (``training_steps`` reads
+        them in place before the next checkpoint), so the row is built at ``flush``."""
+        self.rows.append((step, stats, seconds))
 
     def flush(self) -> list[dict[str, Any]]:
-        rows, self.rows = self.rows, []
+        rows = [{"step": step, **stats, "seconds": seconds} for step, stats, seconds in self.rows]
+        self.rows = []
         self._write(rows, mode="a")
         return rows
 
@@ -74,6 +78,22 @@ class StatsWriter:
             if new:
                 writer.writeheader()
             writer.writerows(rows)
+
+
+def read_stats(rows: list[dict[str, Any]]) -> None:
+    """Replace, in place, the tensors among ``rows``' values by Python numbers, with one
+    device-to-host copy for all of them.
+
+    Trainers return their statistics as detached 0-d tensors, so that a step never waits for
+    the device; the driver reads them every ``log_every`` steps (``training_steps``). A float
+    tensor becomes the float ``.item()`` would give (float64 holds every float32 and bfloat16
+    value exactly), an integer tensor an int."""
+    found = [(row, k, v) for row in rows for k, v in row.items() if isinstance(v, torch.Tensor)]
+    if not found:
+        return
+    values = torch.stack([v.detach().reshape(()).to(torch.float64) for _, _, v in found])
+    for (row, k, v), x in zip(found, values.cpu().tolist(), strict=True):
+        row[k] = x if v.is_floating_point() else int(x)
 
 
 def check_finite(stats: dict[str, float], variant: str, step: int) -> None:
@@ -92,16 +112,25 @@ def build_training(
     root: Path,  # project root holding data/prepared
     device: str,  # auto | cpu | cuda
     threads: int | str = "auto",  # torch intra-op threads (genlab.runtime.resolve_threads)
+    compile: str = "none",  # none | a torch.compile mode (genlab.runtime.compile_modules)
 ) -> tuple[Any, BatchStream, EMA | None, dict]:
     """A fresh, seeded trainer of ``cfg``: (trainer, batches, ema or None, dataset meta)."""
     train, _, meta = load_prepared(root, cfg.dataset)
-    return build_trainer(cfg, train, meta, seed, device, threads)
+    return build_trainer(cfg, train, meta, seed, device, threads, compile)
 
 
 def build_trainer(
-    cfg, train: dict, meta: dict, seed: int, device: str, threads: int | str = "auto"
+    cfg,
+    train: dict,
+    meta: dict,
+    seed: int,
+    device: str,
+    threads: int | str = "auto",
+    compile: str = "none",
 ) -> tuple[Any, BatchStream, EMA | None, dict]:
-    """``build_training`` on a split held in memory (the toys build their data themselves)."""
+    """``build_training`` on a split held in memory (the toys build their data themselves).
+    The EMA copy is taken before the networks are compiled: it is only averaged into, never
+    run while training."""
     device = resolve_device(device)
     configure_determinism(seed)
     family = FAMILIES.get(cfg.family)
@@ -110,6 +139,8 @@ def build_trainer(
     batches = BatchStream(train, cfg.batch_size, seed, device, meta)
     key = family.generator
     ema = EMA(trainer.modules[key], cfg.ema, key) if cfg.ema > 0 else None
+    compile_modules(trainer.modules.values(), compile)
+    trainer.compile_mode = compile
     return trainer, batches, ema, meta
 
 
@@ -124,14 +155,36 @@ def model_modules(trainer, ema: EMA | None, family: str) -> dict[str, torch.nn.M
 
 
 def training_steps(
-    trainer, batches: BatchStream, ema: EMA | None, start: int, stop: int, name: str
+    trainer,
+    batches: BatchStream,
+    ema: EMA | None,
+    start: int,
+    stop: int,
+    name: str,  # the variant, named in a divergence message
+    read_every: int = 1,  # read the statistics from the device (and check them) every k steps
 ):
-    """Yield (step, stats) for steps start+1 .. stop: one trainer step, the NaN check, the EMA."""
+    """Yield (step, stats) for steps start+1 .. stop: one trainer step, the EMA update, and
+    every ``read_every`` steps (and at ``stop``) the statistics of the steps since the last
+    read, copied to the host at once (``read_stats``) and checked for NaN.
+
+    Until it is read, a step's stats dict may hold 0-d tensors still on the device: the dicts
+    yielded before a read become plain numbers, in place, when it happens. A caller that
+    checkpoints at step k must read at k (k a multiple of ``read_every``), so that no state
+    after a NaN is saved. ``read_every`` = 1 reads every step, as genlab did before."""
+    pending: list[tuple[int, dict[str, Any]]] = []
+    graphs = getattr(trainer, "compile_mode", "none") == "reduce-overhead"
     for step in range(start + 1, stop + 1):
+        if graphs:  # outputs of the last step's CUDA graphs may be overwritten from here on
+            torch.compiler.cudagraph_mark_step_begin()
         stats = trainer.step(batches)
-        check_finite(stats, name, step)
         if ema is not None:
             ema.update(trainer.modules[ema.key])
+        pending.append((step, stats))
+        if step % read_every == 0 or step == stop:
+            read_stats([row for _, row in pending])
+            for k, row in pending:
+                check_finite(row, name, k)
+            pending.clear()
         yield step, stats
 
 
@@ -153,11 +206,15 @@ def train_variant(
     cfg = params.variant(name)
     paths = _paths(root, name)
     trainer, batches, ema, meta = build_training(
-        cfg, params.seed, root, params.device, params.threads
+        cfg, params.seed, root, params.device, params.threads, params.compile
     )
     config = cfg.model_dump(mode="json")
     threads = torch.get_num_threads()
-    identity = {"seed": params.seed, "threads": threads}
+    # the bits depend on these too; a checkpoint written before genlab recorded the device
+    # resumes on any (``_check_resumable`` compares only the keys a checkpoint has)
+    device = resolve_device(params.device).type
+    identity = {"seed": params.seed, "threads": threads, "device": device,
+                "compile": params.compile}  # fmt: skip
 
     start, seconds, run_id, source = 0, 0.0, None, None
     if resume:
@@ -172,6 +229,7 @@ def train_variant(
     run = tracking.Run.start(
         params.tracking, root, name=name, run_id=run_id,
         params={"seed": params.seed, "device": params.device, "threads": threads,
+                "compile": params.compile,
                 "variant": name, **config},
         tags={**params.run_tags(name), "dataset": cfg.dataset, "family": cfg.family,
               "variant": name, "genlab.version": genlab.__version__},
@@ -214,9 +272,11 @@ def train_variant(
             module.train()
         try:
             t0 = time.perf_counter() - seconds
-            for step, stats in training_steps(trainer, batches, ema, start, cfg.steps, name):
+            read_every = math.gcd(cfg.log_every, cfg.checkpoint_every)
+            steps = training_steps(trainer, batches, ema, start, cfg.steps, name, read_every)
+            for step, stats in steps:
                 seconds = time.perf_counter() - t0
-                stats_writer.add({"step": step, **stats, "seconds": round(seconds, 4)})
+                stats_writer.add(step, stats, round(seconds, 4))
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     checkpoint(step)
                 if bar is not None:

@@ -90,7 +90,7 @@ class UnpairedTrainer:
         d_stats["grad_norm_d_b"] = grad_norm(self.nets["D_B"])
         self.opt_d.step()
         self.steps += 1
-        return {"loss_g": loss_g.item(), "loss_d": loss_d.item(), **stats, **d_stats}
+        return {"loss_g": loss_g.detach(), "loss_d": loss_d.detach(), **stats, **d_stats}
 
     def extra_state(self) -> dict:
         """The pools' images and generators (what D sees next depends on them) and the count."""

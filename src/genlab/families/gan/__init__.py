@@ -22,7 +22,7 @@ def sampler(modules: dict[str, nn.Module], cfg, meta: dict) -> LatentSampler:
     G = modules["G"]
     noise = getattr(G, "noise_dim", None) or getattr(G, "latent_dim", None) or cfg.latent_dim
     kind = "code" if cfg.info_categorical else "class"
-    return LatentSampler(G, noise, getattr(G, "num_classes", 0), kind)
+    return LatentSampler(G, noise, getattr(G, "num_classes", 0), kind, truncation=cfg.z_truncation)
 
 
 SECTIONS = {  # report section -> what its figures and columns show
@@ -41,8 +41,21 @@ SECTIONS = {  # report section -> what its figures and columns show
 }
 
 
+MIN_TRUNCATION = 0.1  # below it the redrawing loop needs ~1 / (0.8 t) rounds per entry
+
+
+def check(v) -> None:
+    """``z_truncation`` is 0 (off) or a threshold the redrawing reaches in a few rounds."""
+    if 0 < v.z_truncation < MIN_TRUNCATION:
+        raise ValueError(
+            f"z_truncation = {v.z_truncation}: allowed 0 (off) or a threshold >= "
+            f"{MIN_TRUNCATION} (|z| beyond it is redrawn; a smaller one keeps redrawing almost "
+            "every entry)"
+        )
+
+
 def section(cfg: dict) -> str:
-    if cfg.get("g_condition", "none") != "none":
+    if cfg.get("g_condition", "none") != "none" or cfg.get("arch") == "biggan":
         return "Conditional GANs"
     if cfg.get("info_categorical", 0) or cfg.get("info_continuous", 0):
         return "InfoGAN"
@@ -66,6 +79,7 @@ GAN = register(
         metrics=("info",),
         sections=SECTIONS,
         section=section,
+        check=check,
         captions={
             **CLASSES,
             "truncation": "truncation: psi = 1, 0.8, ..., 0 along each row",
@@ -77,6 +91,10 @@ GAN = register(
             "d_steps": Option(int, Field(1, ge=1)),  # D updates before each G update (the k)
             "optimizer_d": Option(OptimizerCfg | None, None),  # D's; None = ``optimizer``
             "regularizers": Option(dict[str, RegularizerOptions], Field(default_factory=dict)),
+            # BigGAN's orthogonal regularisation of G (Brock et al. 2019, sec. 3.1): beta; 0 = off
+            "orthogonal": Option(float, Field(0.0, ge=0)),
+            # truncation trick at sampling (BigGAN sec. 3.1): |z| > threshold redrawn; 0 = off
+            "z_truncation": Option(float, Field(0.0, ge=0)),
         },
     )
 )

@@ -19,11 +19,15 @@ from genlab.runtime import autocast, grad_norm, make_optimizer
 
 def gan_terms(cfg) -> list[Term]:
     """The variant's terms, in the order their values are summed."""
+    from genlab.objectives.orthogonal import OrthogonalRegularization
+
     terms: list[Term] = [Adversarial(GAN_LOSSES.build(cfg.loss, cfg))]
     if cfg.info_categorical + cfg.info_continuous:
         terms.append(MutualInformation())
     for name, r in cfg.regularizers.items():
         terms.append(Regularized(GAN_REGULARIZERS.build(name, r), r.weight, r.every))
+    if cfg.orthogonal > 0:
+        terms.append(OrthogonalRegularization(cfg.orthogonal))
     return terms
 
 
@@ -44,7 +48,7 @@ class GANTrainer:
         self.d_updates = self.g_updates = 0
         self.noise_dim = getattr(self.G, "noise_dim", cfg.latent_dim)
         self.num_classes = getattr(self.G, "num_classes", 0)  # labels or InfoGAN's code
-        self.d_labels = cfg.d_condition != "none"  # D(x, y)
+        self.d_labels = cfg.d_condition != "none" or getattr(self.D, "conditional", False)
 
     @property
     def modules(self) -> dict[str, nn.Module]:
@@ -112,7 +116,7 @@ class GANTrainer:
         stats["grad_norm_g"] = grad_norm(self.G)
         self.opt_g.step()
         self.g_updates += 1
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), **stats, **g_stats}
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **stats, **g_stats}
 
     def extra_state(self) -> dict:
         return {"noise": self.noise.get_state(), "d_updates": self.d_updates,

@@ -48,4 +48,4 @@ class GumbelGANTrainer(SequenceGANTrainer):
             return gumbel_softmax(logits, tau, noise[:, t].to(logits.dtype), hard)
 
         y = self.G.rows(z, relax)
-        return y, {"tau": tau, "fake_confidence": torch.stack(peaks).mean().item()}
+        return y, {"tau": tau, "fake_confidence": torch.stack(peaks).mean().detach()}

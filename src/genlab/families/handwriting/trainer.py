@@ -134,7 +134,7 @@ class HandwritingTrainer:
         loss_r = ctc_term(self.R, real, text, lengths, self.char_width)
         self.opt_r.zero_grad(set_to_none=True)
         loss_r.backward()
-        stats = {"loss_r": loss_r.item(), "grad_norm_r": grad_norm(self.R)}
+        stats = {"loss_r": loss_r.detach(), "grad_norm_r": grad_norm(self.R)}
         self.opt_r.step()
         return stats
 
@@ -153,7 +153,7 @@ class HandwritingTrainer:
         loss_d.backward()
         stats["grad_norm_d"] = grad_norm(self.D)
         self.opt_d.step()
-        return {"loss_d": loss_d.item(), **stats}
+        return {"loss_d": loss_d.detach(), **stats}
 
     def generator_step(self, z: Tensor, text: Tensor, lengths: Tensor) -> dict[str, float]:
         """G on l_adv + alpha * l_R: both gradients are taken at the generated image, balanced,
@@ -175,8 +175,8 @@ class HandwritingTrainer:
         self.opt_g.step()
         self.R.requires_grad_(True)
         loss_g = loss_adv.item() + alpha * loss_ctc.item()
-        return {"loss_g": loss_g, "loss_g_adversarial": loss_adv.item(),
-                "ctc_fake": loss_ctc.item(), "alpha": alpha, **balance, **stats}  # fmt: skip
+        return {"loss_g": loss_g, "loss_g_adversarial": loss_adv.detach(),
+                "ctc_fake": loss_ctc.detach(), "alpha": alpha, **balance, **stats}  # fmt: skip
 
     def extra_state(self) -> dict:
         return {"noise": self.noise.get_state(), "steps": self.steps}

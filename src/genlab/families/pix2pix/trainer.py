@@ -33,7 +33,7 @@ class HalvedAdversarial(Adversarial):
 
     def generator(self, s: Step) -> tuple[Tensor, Stats]:
         loss, stats = super().generator(s)
-        return loss, {**stats, "g_adversarial": loss.item()}
+        return loss, {**stats, "g_adversarial": loss.detach()}
 
 
 class L1Reconstruction(Term):
@@ -45,7 +45,7 @@ class L1Reconstruction(Term):
 
     def generator(self, s: Step) -> tuple[Tensor, Stats]:
         l1 = (s.fake.float() - s.batch["x"].float()).abs().mean()
-        return self.weight * l1, {"l1": l1.item()}
+        return self.weight * l1, {"l1": l1.detach()}
 
 
 def pix2pix_terms(cfg) -> list[Term]:
@@ -105,7 +105,7 @@ class Pix2PixTrainer:
             loss_d, stats = total(self.terms, "discriminator", s)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
-            stats["loss_d"] = loss_d.item()
+            stats["loss_d"] = loss_d.detach()
             stats["grad_norm_d"] = grad_norm(self.D)
             self.opt_d.step()
             self.D.requires_grad_(False)  # G's step needs gradients through D, not for D
@@ -119,7 +119,7 @@ class Pix2PixTrainer:
         g_stats["grad_norm_g"] = grad_norm(self.G)
         self.opt_g.step()
         self.updates += 1
-        return {"loss_g": loss_g.item(), **stats, **g_stats}
+        return {"loss_g": loss_g.detach(), **stats, **g_stats}
 
     def extra_state(self) -> dict:
         return {"noise": self.noise.get_state(), "updates": self.updates}

@@ -71,15 +71,17 @@ class SPADETrainer:
                 with torch.no_grad():
                     feats_real, _ = self.D.features(labels, real)
         loss_adv, g_stats = self.loss.generator(d_fake.float())
-        fm = feature_matching(feats_real, feats_fake) if weight > 0 else torch.zeros(())
+        fm = torch.zeros((), device=self.device)
+        if weight > 0:
+            fm = feature_matching(feats_real, feats_fake)
         loss_g = loss_adv + weight * fm.float()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         stats["grad_norm_g"] = grad_norm(self.G)
         self.opt_g.step()
         self.steps += 1
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
-                "loss_g_adversarial": loss_adv.item(), "feature_matching": fm.item(),
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
+                "loss_g_adversarial": loss_adv.detach(), "feature_matching": fm.detach(),
                 **stats, **g_stats}  # fmt: skip
 
     def extra_state(self) -> dict:

@@ -39,10 +39,11 @@ def generator_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """Ledig et al. eq. 3: content + weight * adversarial, and both terms for the curves."""
     if d_fake is None:
-        return content, {"loss_content": content.item()}
+        return content, {"loss_content": content.detach()}
     adversarial, stats = loss.generator(d_fake.float())
     total = content + weight * adversarial
-    return total, {"loss_content": content.item(), "loss_adversarial": adversarial.item(), **stats}
+    stats = {"loss_content": content.detach(), "loss_adversarial": adversarial.detach(), **stats}
+    return total, stats
 
 
 def psnr(mse: float) -> float:
@@ -124,7 +125,7 @@ class SRGANTrainer:
 
         mse = F.mse_loss(fake.float(), high.float())
         if pretraining:
-            loss_g, g_stats = mse, {"loss_content": mse.item()}
+            loss_g, g_stats = mse, {"loss_content": mse.detach()}
             if self.D is not None:
                 g_stats["loss_adversarial"] = 0.0
         else:
@@ -137,7 +138,7 @@ class SRGANTrainer:
         loss_g.backward()
         grad_g = grad_norm(self.G)
         self.opt_g.step()
-        return {"loss": loss_g.item(), **g_stats, **stats, "mse": mse.item(),
+        return {"loss": loss_g.detach(), **g_stats, **stats, "mse": mse.detach(),
                 "psnr": psnr(mse.item()), "grad_norm_g": grad_g,
                 "phase": 1 if pretraining else 2}  # fmt: skip
 
@@ -151,7 +152,7 @@ class SRGANTrainer:
         loss_d.backward()
         stats["grad_norm_d"] = grad_norm(self.D)
         self.opt_d.step()
-        return {"loss_d": loss_d.item(), **stats}
+        return {"loss_d": loss_d.detach(), **stats}
 
     def extra_state(self) -> dict:
         return {"steps": self.steps}

@@ -62,9 +62,9 @@ class GANCLS:
             wrong = wrong.mean()
         loss = F.softplus(-s_r).mean() + (wrong + F.softplus(s_f).mean()) / 2
         with torch.no_grad():
-            stats = {"d_real": torch.sigmoid(s_r).mean().item(),
-                     "d_wrong": torch.sigmoid(s_w).mean().item(),
-                     "d_fake": torch.sigmoid(s_f).mean().item()}  # fmt: skip
+            stats = {"d_real": torch.sigmoid(s_r).mean().detach(),
+                     "d_wrong": torch.sigmoid(s_w).mean().detach(),
+                     "d_fake": torch.sigmoid(s_f).mean().detach()}  # fmt: skip
         return loss, stats
 
     def generator(self, s_f: Tensor) -> Tensor:
@@ -176,8 +176,8 @@ class TextToImageTrainer:
         opt.step()
         with torch.no_grad():  # the image's best text is its own (or an equal one)
             pick = (v @ t.T).argmax(1)
-            accuracy = same[torch.arange(len(pick)), pick].float().mean().item()
-        return {"loss_joint": loss.item(), "joint_accuracy": accuracy}
+            accuracy = same[torch.arange(len(pick)), pick].float().mean().detach()
+        return {"loss_joint": loss.detach(), "joint_accuracy": accuracy}
 
     def gan_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """Algorithm 1 of Reed et al. 2016: one D step on (s_r, s_w, s_f), one G step."""
@@ -215,8 +215,8 @@ class TextToImageTrainer:
         total.backward()
         stats["grad_norm_g"] = grad_norm(self.G)
         self.opts["G"].step()
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "loss_g_int": loss_int.item(),
-                **stats}  # fmt: skip
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
+                "loss_g_int": loss_int.detach(), **stats}  # fmt: skip
 
     def extra_state(self) -> dict:
         return {"noise": self.noise.get_state(), "steps": self.steps}

@@ -100,7 +100,7 @@ class SequenceGANTrainer:
         stats["grad_norm_g"] = grad_norm(self.G)
         self.opt_g.step()
         self.g_updates += 1
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), **stats, **g_stats,
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **stats, **g_stats,
                 **fake_stats}  # fmt: skip
 
     def extra_state(self) -> dict:
@@ -114,7 +114,7 @@ class SequenceGANTrainer:
 
 def confidence(probabilities: Tensor) -> float:
     """Mean over positions of the largest probability (1: G's rows are one-hot)."""
-    return probabilities.detach().float().amax(-1).mean().item()
+    return probabilities.detach().float().amax(-1).mean().detach()
 
 
 # text_wgan's names: the Wasserstein loss, and the critic's Lipschitz constraints

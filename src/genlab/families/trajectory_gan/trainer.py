@@ -94,8 +94,8 @@ class TrajectoryGANTrainer:
         stats["grad_norm_g"] = grad_norm(self.G)
         self.opt_g.step()
         self.steps += 1
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
-                "loss_g_adversarial": loss_adv.item(), "loss_variety": variety.item(),
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
+                "loss_g_adversarial": loss_adv.detach(), "loss_variety": variety.detach(),
                 **stats, **g_stats}  # fmt: skip
 
     def extra_state(self) -> dict:

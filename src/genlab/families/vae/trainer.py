@@ -36,7 +36,7 @@ class VAETrainer:
         loss.backward()
         stats["grad_norm"] = grad_norm(self.vae)
         self.opt.step()
-        return {"loss": loss.item(), **stats}
+        return {"loss": loss.detach(), **stats}
 
     def extra_state(self) -> dict:
         return {"noise": self.noise.get_state()}

@@ -36,7 +36,7 @@ def discriminator_loss(
     D_V's (real, fake) clip logits."""
     loss_i, stats_i = loss.discriminator(*d_image)
     loss_v, stats_v = loss.discriminator(*d_video)
-    stats = {"loss_d_image": loss_i.item(), "loss_d_video": loss_v.item()}
+    stats = {"loss_d_image": loss_i.detach(), "loss_d_video": loss_v.detach()}
     stats.update({f"{k}_image": v for k, v in stats_i.items()})
     stats.update({f"{k}_video": v for k, v in stats_v.items()})
     return loss_i + loss_v, stats
@@ -46,7 +46,7 @@ def generator_loss(loss, d_image: Tensor, d_video: Tensor) -> tuple[Tensor, dict
     """G's side: ``loss.generator`` on D_I's fake frame logits plus on D_V's fake clip logits."""
     loss_i, _ = loss.generator(d_image)
     loss_v, _ = loss.generator(d_video)
-    return loss_i + loss_v, {"loss_g_image": loss_i.item(), "loss_g_video": loss_v.item()}
+    return loss_i + loss_v, {"loss_g_image": loss_i.detach(), "loss_g_video": loss_v.detach()}
 
 
 def frame_times(n: int, frames: int, k: int, gen: torch.Generator) -> Tensor:
@@ -156,7 +156,7 @@ class MoCoGANTrainer:
         stats["grad_norm_g"] = grad_norm(self.G)
         self.opt_g.step()
         self.steps += 1
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), **stats, **g_stats}
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **stats, **g_stats}
 
     def extra_state(self) -> dict:
         return {"noise": self.noise.get_state(), "steps": self.steps}

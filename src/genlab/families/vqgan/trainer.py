@@ -138,7 +138,7 @@ class VQGANTrainer(VQVAETrainer):
         if self.features is not None and self.step_count <= self.vq_steps:
             perceptual = perceptual_distance(self.features, x_rec, x)
         rec = l1 + self.cfg.perceptual_weight * perceptual
-        return rec, {"l1": l1.item(), "perceptual": perceptual.item()}
+        return rec, {"l1": l1.detach(), "perceptual": perceptual.detach()}
 
     def autoencoder_loss(self, model: VQVAE, x: Tensor) -> tuple[Tensor, dict, VQOutput]:
         """L_rec + codebook + beta * commitment (+ lambda * L_GAN once D is on), with the
@@ -155,12 +155,12 @@ class VQGANTrainer(VQVAETrainer):
             weight = self.cfg.disc_weight * adaptive_weight(rec, g_loss, last_layer(model))
             loss = loss + weight * g_loss
         stats |= {
-            "recon": F.mse_loss(out.x_rec.float(), x.float()).item(),  # the VQ-VAE's recon
-            "codebook": codebook.item(),
-            "commitment": commitment.item(),
-            "perplexity": perplexity(out.indices, model.codebook_size).item(),
-            "g_loss": g_loss.item(),
-            "d_weight": weight.item(),
+            "recon": F.mse_loss(out.x_rec.float(), x.float()).detach(),  # the VQ-VAE's recon
+            "codebook": codebook.detach(),
+            "commitment": commitment.detach(),
+            "perplexity": perplexity(out.indices, model.codebook_size).detach(),
+            "g_loss": g_loss.detach(),
+            "d_weight": weight.detach(),
         }
         return loss, stats, out
 
@@ -181,7 +181,7 @@ class VQGANTrainer(VQVAETrainer):
         norm = grad_norm(self.D)
         self.opt_d.step()
         self.d_updates += 1
-        return self.discriminator_stats(loss_d.item(), stats, norm)
+        return self.discriminator_stats(loss_d.detach(), stats, norm)
 
     @staticmethod
     def discriminator_stats(
@@ -190,7 +190,7 @@ class VQGANTrainer(VQVAETrainer):
         """D's columns: zeros and ``disc_on`` = 0 for a step without D."""
         stats = stats or {}
         return {
-            "loss_d": loss_d or 0.0,
+            "loss_d": loss_d if loss_d is not None else 0.0,
             "d_real": stats.get("d_real", 0.0),
             "d_fake": stats.get("d_fake", 0.0),
             "grad_norm_d": norm,

@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.data.stream import BatchStream
 from genlab.errors import CheckpointError
-from genlab.nets.vqvae import VQ_ARCHS, VQ_LOSSES, VQVAE
+from genlab.nets.vqvae import VQ_ARCHS, VQ_LOSSES, VQVAE, code_cross_entropy
 from genlab.runtime import autocast, grad_norm, make_optimizer
 
 
@@ -86,7 +85,7 @@ class VQVAETrainer:
             self.usage.zero_()
         with torch.no_grad(), autocast(self.device, self.cfg.precision):
             prior = self.prior_loss(out.indices, y)  # the prior's baseline, for the curves
-        return self._stats(1, loss.item(), stats, restarted, prior.item())
+        return self._stats(1, loss.detach(), stats, restarted, prior.detach())
 
     def prior_step(self, x: Tensor, y: Tensor | None) -> dict[str, float]:
         """Stage 2: the autoencoder frozen, one step on the prior's cross-entropy of the codes."""
@@ -98,20 +97,20 @@ class VQVAETrainer:
         loss.backward()
         stats["grad_norm"] = grad_norm(self.model.prior)
         self.opt_prior.step()
-        return self._stats(2, loss.item(), stats, 0, loss.item())
+        return self._stats(2, loss.detach(), stats, 0, loss.detach())
 
     def prior_loss(self, indices: Tensor, y: Tensor | None) -> Tensor:
         """-log p(c_i | c_<i, y), mean over positions and samples, in nats."""
         logits = self.model.prior_logits(indices, y)
-        return F.cross_entropy(logits.float().transpose(1, 2), indices.flatten(1))
+        return code_cross_entropy(logits.float(), indices.flatten(1))
 
     @staticmethod
-    def _stats(phase: int, loss: float, stats: dict, restarted: int, prior: float) -> dict:
+    def _stats(phase: int, loss: Tensor, stats: dict, restarted: int, prior: Tensor) -> dict:
         return {
             "loss": loss,
             **stats,
             "dead_codes_restarted": restarted,
-            "prior_bits_per_code": prior / math.log(2),
+            "prior_bits_per_code": prior.double() / math.log(2),  # as Python divides
             "phase": phase,
         }
 
