@@ -171,7 +171,13 @@ def repo_copy(tmp_path) -> Path:
 
 
 NEW_DATA = ("mnist", "fashion_mnist", "cifar10")
-NEW_VARIANTS = ("dcgan_mnist", "dcgan_fashion_mnist", "dcgan_cifar10", "sngan_cifar10")
+NEW_VARIANTS = (
+    "dcgan_mnist",
+    "dcgan_fashion_mnist",
+    "dcgan_cifar10",
+    "sngan_cifar10",
+    "biggan_cifar10",
+)
 
 
 def test_profile_adds_the_datasets_evaluators_and_variants(repo_copy):
@@ -186,7 +192,7 @@ def test_profile_adds_the_datasets_evaluators_and_variants(repo_copy):
     assert params.evaluator.fit("cifar10")["epochs"] == 20
     for name in NEW_VARIANTS:
         v = params.variant(name)
-        assert v.family == "gan" and v.arch == "dcgan" and v.dataset in NEW_DATA
+        assert v.family == "gan" and v.arch in ("dcgan", "biggan") and v.dataset in NEW_DATA
     assert params.variant("sngan_cifar10").loss == "hinge"
     big = params.variant("biggan_cifar10")
     assert (big.arch, big.loss, big.orthogonal, big.z_truncation) == ("biggan", "hinge", 1e-4, 1.0)

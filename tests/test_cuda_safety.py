@@ -1,7 +1,8 @@
 """Every default variant would run on CUDA under ``torch.use_deterministic_algorithms(True)``.
 
-CI has no GPU, so this checks it on CPU: every default variant of params.yaml trains a few
-steps through each of its phases and draws samples with genlab's CUDA-only code paths taken
+CI has no GPU, so this checks it on CPU: every default variant of params.yaml and of the
+``bigger`` profile (on tiny raw files) trains a few steps through each of its phases and draws
+samples, and every kind of evaluator fits an epoch, with genlab's CUDA-only code paths taken
 (``genlab.runtime.emulate_cuda_paths``), while a dispatch mode records every aten operator
 called, backward included. None of them may be one that torch's documentation lists as having
 no deterministic CUDA kernel (``torch.use_deterministic_algorithms``: those raise on CUDA).
@@ -26,6 +27,7 @@ from genlab.nets.vqvae import code_cross_entropy
 from genlab.runtime import emulate_cuda_paths
 from genlab.train.loop import build_trainer, model_modules, training_steps
 from tests.conftest import REPO
+from tests.rawfiles import write_cifar10, write_idx
 
 # aten operators (overload packets) that raise under deterministic algorithms on CUDA (the
 # "will throw a RuntimeError" list of torch.use_deterministic_algorithms, torch 2.x)
@@ -61,7 +63,9 @@ PHASES = {  # every phase within 6 steps: stage switches, D switching on, pre-tr
 STEPS = 6
 
 DEFAULTS = yaml.safe_load((REPO / "params.yaml").read_text())
-VARIANTS = sorted(DEFAULTS["variants"])
+PROFILE = yaml.safe_load((REPO / "profiles" / "bigger.yaml").read_text())
+VARIANTS = sorted(DEFAULTS["variants"]) + sorted(PROFILE["variants"])
+EVALUATED = ("digits", "digit_strings", "moving_digits", "cifar10")  # image, word, video kinds
 
 
 class Recorder(TorchDispatchMode):
@@ -81,6 +85,12 @@ def project(tmp_path_factory):
     """params.yaml's defaults on small data sets, each prepared once."""
     root = tmp_path_factory.mktemp("cuda_safety")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["variants"].update(PROFILE["variants"])
+    raw["data"].update(PROFILE["data"])
+    raw["evaluator"]["datasets"].update(PROFILE["evaluator"]["datasets"])
+    write_idx(root / "data" / "raw", "MNIST", n_train=64, n_test=32)
+    write_idx(root / "data" / "raw", "FashionMNIST", n_train=64, n_test=32)
+    write_cifar10(root / "data" / "raw", n_per_batch=20, n_test=32)
     used = {v["dataset"] for v in raw["variants"].values()}
     raw["data"] = {k: {**v, **SMALL_DATA.get(k, {})} for k, v in raw["data"].items() if k in used}
     for variant in raw["variants"].values():
@@ -121,6 +131,24 @@ def test_default_variant_calls_no_kernel_without_a_deterministic_cuda_form(proje
     params, root = project
     refused = (ops_of(params, root, name) & NONDETERMINISTIC_ON_CUDA) - RUN_ON_CPU_COPIES
     assert not refused, f"{name} would raise on CUDA under deterministic algorithms: {refused}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", EVALUATED)
+def test_evaluator_fit_calls_no_kernel_without_a_deterministic_cuda_form(project, dataset):
+    """fit-evaluator runs under deterministic kernels on CUDA too (one epoch recorded)."""
+    from genlab.data import field_kind
+    from genlab.metrics.kinds import EVALUATOR_KINDS
+
+    params, root = project
+    train, test, meta = load_prepared(root, dataset)
+    settings = {"seed": 0, "device": "cpu", **params.evaluator.fit(dataset), "epochs": 1}
+    recorder = Recorder()
+    with emulate_cuda_paths(), recorder:
+        EVALUATOR_KINDS.get(field_kind(meta)).fit(train, test, meta, settings)
+    refused = (recorder.seen & NONDETERMINISTIC_ON_CUDA) - RUN_ON_CPU_COPIES
+    assert not refused, f"fit-evaluator {dataset} would raise on CUDA: {refused}"
+    assert "convolution_backward" in recorder.seen  # it trained a network
 
 
 def test_the_recorder_sees_the_kernels_the_replacements_avoid():

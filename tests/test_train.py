@@ -255,3 +255,23 @@ def test_a_compiled_run_trains_and_resumes_only_compiled(tiny_project):
         train_variant(params_with(steps=6), "dcgan_ns", root, resume=True)
     train_variant(validate_params(raw), "dcgan_ns", root, resume=True)
     assert load_state(root, "dcgan_ns")["step"] == 6
+
+
+@pytest.mark.slow
+def test_compile_leaves_d_eager_under_a_gradient_penalty(tiny_project):
+    """torch.compile's autograd has no double backward: with R1 (or R2, the gradient penalty)
+    only G is compiled, and the run trains."""
+    from genlab.train.loop import build_training, compiled_modules
+
+    root, _ = tiny_project
+    raw = tiny_params_dict()
+    raw["compile"] = "default"
+    raw["variants"]["dcgan_ns"].update(d_norm="none", regularizers={"r1": {"weight": 1.0}})
+    params = validate_params(raw)
+    cfg = params.variant("dcgan_ns")
+    trainer, *_ = build_training(cfg, 0, root, "cpu", 1)
+    assert compiled_modules(cfg, trainer, "G", "default") == [trainer.modules["G"]]
+    assert len(compiled_modules(params_with().variant("dcgan_ns"), trainer, "G", "default")) == 2
+    train_variant(params, "dcgan_ns", root)
+    rows = read_csv(Paths(root).train_csv("dcgan_ns"))
+    assert len(rows) == 4 and all(float(r["r1_grad_norm"]) > 0 for r in rows)

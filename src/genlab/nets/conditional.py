@@ -191,14 +191,14 @@ class InfoDiscriminator(nn.Module):
             logits = out[:, : self.categorical]
             ce = F.cross_entropy(logits, c)
             loss = loss + self.weight * ce
-            stats["info_cat_ce"] = ce.item()
-            stats["info_cat_acc"] = (logits.argmax(1) == c).float().mean().item()
+            stats["info_cat_ce"] = ce.detach()
+            stats["info_cat_acc"] = (logits.argmax(1) == c).float().mean()
         if self.continuous:
             mean, log_std = out[:, self.categorical :].chunk(2, dim=1)
             log_std = log_std.clamp(-5, 2)
             nll = 0.5 * ((u - mean) / log_std.exp()) ** 2 + log_std + 0.5 * math.log(2 * math.pi)
             loss = loss + self.weight_continuous * nll.sum(1).mean()
-            stats["info_cont_nll"] = nll.sum(1).mean().item()
+            stats["info_cont_nll"] = nll.sum(1).mean().detach()
         return loss, stats
 
 

@@ -386,9 +386,9 @@ class VQLoss:
         commitment = commitment_loss(out.z_e, out.z_q)
         loss = recon + codebook + self.commitment * commitment
         stats = {
-            "recon": recon.item(),
-            "codebook": codebook.item(),
-            "commitment": commitment.item(),
-            "perplexity": perplexity(out.indices, model.codebook_size).item(),
+            "recon": recon.detach(),
+            "codebook": codebook.detach(),
+            "commitment": commitment.detach(),
+            "perplexity": perplexity(out.indices, model.codebook_size).detach(),
         }
         return loss, stats, out

@@ -32,6 +32,7 @@ class Regularizer:
     """No-op hooks; subclasses override what they need. ``cfg``: its RegularizerOptions."""
 
     has_penalty = True
+    second_order = False  # whether its penalty is differentiated through a gradient of D
     reads: frozenset[str] = frozenset({"weight", "every"})  # the options it uses
     no_batch_norm = ""  # why it needs D without batch norm (genlab.nets.base.per_sample_critic)
 
@@ -67,6 +68,8 @@ class R1(Regularizer):
     """Zero-centred gradient penalty on real data, (1/2) E[||grad D(x)||^2] (Mescheder et al. 2018,
     eq. 9); its weight is gamma."""
 
+    second_order = True  # differentiates D's gradient (torch.compile cannot)
+
     no_batch_norm = GRAD_OF_SUM
 
     def penalty(self, D, real, fake, noise=None):
@@ -79,6 +82,8 @@ class R2(Regularizer):
     """Zero-centred gradient penalty on generated data, (1/2) E[||grad D(G(z))||^2] (Mescheder et
     al. 2018, eq. 10)."""
 
+    second_order = True  # differentiates D's gradient (torch.compile cannot)
+
     no_batch_norm = GRAD_OF_SUM
 
     def penalty(self, D, real, fake, noise=None):
@@ -90,6 +95,8 @@ class R2(Regularizer):
 class GradientPenalty(Regularizer):
     """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(||grad D(x_hat)|| - 1)^2] on x_hat = a x + (1 - a)
     G(z), a ~ U[0, 1]; ``one_sided: true`` penalises only norms above 1, E[max(0, ||.|| - 1)^2]."""
+
+    second_order = True  # differentiates D's gradient (torch.compile cannot)
 
     reads = frozenset({"weight", "every", "one_sided"})
     no_batch_norm = (

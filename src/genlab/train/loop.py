@@ -25,9 +25,10 @@ from genlab import tracking
 from genlab.data import load_prepared
 from genlab.data.stream import BatchStream
 from genlab.drawing import training_curves_figure
-from genlab.errors import CheckpointError, TrainingDiverged
+from genlab.errors import CheckpointError, ConfigError, TrainingDiverged
 from genlab.families import FAMILIES
 from genlab.io import replace_dir, torch_save, write_json
+from genlab.objectives.regularizers import GAN_REGULARIZERS
 from genlab.paths import Paths
 from genlab.runtime import (
     compile_modules,
@@ -139,9 +140,21 @@ def build_trainer(
     batches = BatchStream(train, cfg.batch_size, seed, device, meta)
     key = family.generator
     ema = EMA(trainer.modules[key], cfg.ema, key) if cfg.ema > 0 else None
-    compile_modules(trainer.modules.values(), compile)
+    compile_modules(compiled_modules(cfg, trainer, key, compile), compile)
     trainer.compile_mode = compile
     return trainer, batches, ema, meta
+
+
+def compiled_modules(cfg, trainer, generator: str, compile: str) -> list[torch.nn.Module]:
+    """The networks ``compile`` compiles: all of them, or only the generator when a
+    regulariser differentiates D's gradient (R1, R2, the gradient penalty): torch.compile's
+    autograd does not support double backward."""
+    if compile == "none":
+        return []
+    names = getattr(cfg, "regularizers", None) or {}
+    if any(GAN_REGULARIZERS.get(n).second_order for n in names if n in GAN_REGULARIZERS):
+        return [trainer.modules[generator]]
+    return list(trainer.modules.values())
 
 
 def model_modules(trainer, ema: EMA | None, family: str) -> dict[str, torch.nn.Module]:
@@ -152,6 +165,22 @@ def model_modules(trainer, ema: EMA | None, family: str) -> dict[str, torch.nn.M
     if ema is not None:
         modules[ema.key] = ema.shadow
     return modules
+
+
+def _step(trainer, batches) -> dict[str, Any]:
+    """``trainer.step``; a network that torch.compile cannot compile (it compiles at the first
+    call) is a ConfigError naming the ``compile`` setting, not a traceback."""
+    try:
+        return trainer.step(batches)
+    except RuntimeError as e:
+        mode = getattr(trainer, "compile_mode", "none")
+        if mode == "none" or not isinstance(e, torch._dynamo.exc.TorchDynamoException):
+            raise
+        reason = " ".join(str(e).split())[:300]
+        raise ConfigError(
+            f"compile = {mode!r}: torch.compile failed on this variant ({type(e).__name__}: "
+            f"{reason}); allowed: compile: none (eager), or fix what the message names"
+        ) from None
 
 
 def training_steps(
@@ -176,7 +205,9 @@ def training_steps(
     for step in range(start + 1, stop + 1):
         if graphs:  # outputs of the last step's CUDA graphs may be overwritten from here on
             torch.compiler.cudagraph_mark_step_begin()
-        stats = trainer.step(batches)
+        stats = _step(trainer, batches)
+        if graphs:  # a statistic read later must not be a graph output replayed over since
+            stats = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
         if ema is not None:
             ema.update(trainer.modules[ema.key])
         pending.append((step, stats))

@@ -112,9 +112,16 @@ class VQGANTrainer(VQVAETrainer):
         """Whether the current step (``step_count``, already counted) uses D and L_GAN."""
         return self.disc_start < self.step_count <= self.vq_steps
 
+    def _features_fitted(self) -> bool:
+        """The ``fitted`` buffer (restored with the state) read once, not at every step: on a
+        GPU each read would wait for the device."""
+        if not getattr(self, "_fitted", False):
+            self._fitted = bool(self.features.fitted)
+        return self._fitted
+
     # ------------------------------------------------------------ steps
     def step(self, batches) -> dict[str, float]:
-        if self.features is not None and not bool(self.features.fitted):
+        if self.features is not None and not self._features_fitted():
             split = batches.split
             self.features.fit_(split["x"], split["y"], self.seed + FEATURE_SEED_OFFSET,
                                self.cfg.perceptual_epochs)  # fmt: skip
