@@ -3,10 +3,13 @@
 Both loops train the same DCGAN (genlab's ``dcgan`` builder: same G, D, optimizer settings,
 batch size, non-saturating loss) in one process:
 
-- **eager**: what one writes after PyTorch-GAN's ``implementations/dcgan/dcgan.py``: a shuffled
-  CPU ``DataLoader`` whose batches are copied to the device each step, noise drawn with numpy
-  and copied over, G's step then D's, and the two losses read with ``.item()`` every step for
-  the log line; torch's default Adam (foreach on CUDA).
+- **eager**: the same algorithm (the lecture's: D's update on a fresh fake, then G's on new
+  noise) written the way PyTorch-GAN's ``implementations/dcgan/dcgan.py`` writes a loop: a
+  shuffled CPU ``DataLoader`` whose batches are copied to the device each step, noise drawn with
+  numpy and copied over, D's parameters left requiring gradients in G's update, and the two
+  losses read with ``.item()`` every step for the log line; torch's default Adam (foreach on
+  CUDA). It computes no gradient norms and no mean D outputs: genlab's statistics are part of
+  what genlab pays.
 - **genlab**: ``genlab.train.loop.training_steps`` on the variant's trainer: data already on the
   device, noise drawn there, statistics (losses, D's outputs, gradient norms) kept on the device
   and read every ``log_every`` = 50 steps, fused Adam on CUDA.
@@ -18,8 +21,9 @@ the loops; each loop's figure is the median ms per step over its blocks, and the
 genlab / eager (below 1: genlab faster). Targets (issue 15): on an H100/H200 genlab at least
 3x faster than eager on the digits DCGAN (ratio <= 0.33); on CPU ratio <= 1.05.
 
-    python benchmarks/gpu.py                       # CPU: fp32 and bf16, not compiled
-    python benchmarks/gpu.py --compile none default --steps 200 --blocks 5
+    python benchmarks/gpu.py                       # the whole grid, not compiled
+    python benchmarks/gpu.py --data digits --precision fp32        # a CPU in minutes
+    python benchmarks/gpu.py --compile none default reduce-overhead  # on a GPU
 """
 
 from __future__ import annotations
@@ -105,22 +109,24 @@ class Eager:
         bs, latent = self.cfg.batch_size, self.cfg.latent_dim
         for _ in range(steps):
             real = self.batch()
-            z = torch.from_numpy(self.rng.normal(0, 1, (bs, latent)).astype(np.float32))
-            z = z.to(self.device)
-            self.opt_g.zero_grad()
-            with amp:
-                fake = self.G(z)
-                g_loss = F.softplus(-self.D(fake).float()).mean()  # -log D(G(z))
-            g_loss.backward()
-            self.opt_g.step()
+            with torch.no_grad(), amp:
+                fake = self.G(self.noise(bs, latent))
             self.opt_d.zero_grad()
-            with amp:
-                real_loss = F.softplus(-self.D(real).float()).mean()
-                fake_loss = F.softplus(self.D(fake.detach()).float()).mean()
-                d_loss = (real_loss + fake_loss) / 2
+            with amp:  # -log D(x) - log(1 - D(G(z)))
+                d_loss = (F.softplus(-self.D(real).float()).mean()
+                          + F.softplus(self.D(fake).float()).mean())  # fmt: skip
             d_loss.backward()
             self.opt_d.step()
+            self.opt_g.zero_grad()
+            with amp:
+                g_loss = F.softplus(-self.D(self.G(self.noise(bs, latent))).float()).mean()
+            g_loss.backward()
+            self.opt_g.step()
             _log_line = (d_loss.item(), g_loss.item())  # noqa: F841 - the per-step print
+
+    def noise(self, n: int, latent: int) -> torch.Tensor:
+        z = torch.from_numpy(self.rng.normal(0, 1, (n, latent)).astype(np.float32))
+        return z.to(self.device)
 
 
 class Genlab:
