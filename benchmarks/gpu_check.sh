@@ -72,20 +72,14 @@ det() {
 det a 100 && det b 100 && G -S variants.dcgan_ns.steps=50 train dcgan_ns >>"$LOG" 2>&1 \
     && det c 100 --resume
 $PY - "$OUT" <<'EOF' | tee -a "$SUMMARY"
-import sys, torch
+import sys
+
+import torch
+
 out = sys.argv[1]
-def tensors(o, p=""):
-    if isinstance(o, torch.Tensor):
-        yield p, o
-    elif isinstance(o, dict):
-        for k, v in o.items():
-            yield from tensors(v, f"{p}/{k}")
-    elif isinstance(o, (list, tuple)):
-        for i, v in enumerate(o):
-            yield from tensors(v, f"{p}/{i}")
-s = {k: dict(tensors(torch.load(f"{out}/det_{k}/state.pt", weights_only=True)["nets"])) for k in "abc"}
+nets = {k: torch.load(f"{out}/det_{k}/state.pt", weights_only=True)["nets"] for k in "abc"}
 for other, what in (("b", "rerun"), ("c", "50 + 50 with --resume")):
-    same = s["a"].keys() == s[other].keys() and all(torch.equal(s["a"][k], s[other][k]) for k in s["a"])
+    same = all(torch.equal(t, nets[other][m][p]) for m in nets["a"] for p, t in nets["a"][m].items())
     print(f"determinism {what}\t{'identical' if same else 'DIFFERENT'}")
 EOF
 if [ "$BENCH" = 1 ]; then

@@ -26,6 +26,7 @@ def tiny_params_dict(tracking: bool = False) -> dict:
         "seed": 0,
         "device": "cpu",
         "threads": "auto",
+        "compile": "none",  # dvc.yaml's train stages read it, so it must be in params.yaml
         "tracking": {"enabled": tracking, "uri": "sqlite:///mlflow.db", "experiment": "tiny"},
         "data": {"digits": {"test_fraction": 0.2}, "ring8": {"n": 512, "n_test": 256}},
         "evaluator": {"epochs": 2, "batch_size": 128, "lr": 0.001},
