@@ -135,3 +135,19 @@ def step_rows(trainer, batches, n: int) -> list[dict]:
     rows = [trainer.step(batches) for _ in range(n)]
     read_stats(rows)
     return rows
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster (tests/servers.py) for the whole session, stopped at the
+    end; skipped with the reason where no PostgreSQL can be had."""
+    from tests.servers import PostgresCluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
