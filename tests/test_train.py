@@ -191,7 +191,9 @@ def test_statistics_read_every_log_every_equal_the_per_step_reads(tiny_project, 
     root, _ = tiny_project
     reads = []
     real = loop.read_stats
-    monkeypatch.setattr(loop, "read_stats", lambda rows: (reads.append(len(rows)), real(rows)))
+    monkeypatch.setattr(
+        loop, "read_stats", lambda rows, *a: (reads.append(len(rows)), real(rows, *a))
+    )
     train_variant(params_with(steps=8, log_every=1, checkpoint_every=8), "dcgan_ns", root)
     every_step = read_csv(Paths(root).train_csv("dcgan_ns"))
     state = load_state(root, "dcgan_ns")

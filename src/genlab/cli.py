@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one variant")
     train.add_argument("variant")
     train.add_argument("--resume", action="store_true", help="continue from models/<v>/state.pt")
+    train.add_argument(
+        "--nproc", type=int, default=None, metavar="N",
+        help="data-parallel: N processes on this machine (torchrun; gloo on CPU, NCCL on CUDA)",
+    )  # fmt: skip
     sample = sub.add_parser("sample", help="draw samples and figures")
     sample.add_argument("variant")
     evaluate = sub.add_parser("evaluate", help="score a variant's samples")
@@ -95,13 +99,18 @@ def run(args: argparse.Namespace) -> None:
         scored = [f"{k} {out[k]}" for k in ("floor", "baseline") if k in out]
         accuracy = out["test_accuracy"]
         print(f"evaluator {args.dataset}: test accuracy {accuracy}, {', '.join(scored)}")
+    if args.command == "train" and args.nproc is not None:
+        _data_parallel(args, params)
+        return
     if getattr(args, "seed", None) is not None:
         params, args.variant = params.replica(args.variant, args.seed)
     if args.command == "train":
+        from genlab.train.distributed import current
         from genlab.train.loop import train_variant
 
         out = train_variant(params, args.variant, root, resume=args.resume)
-        print(f"trained {args.variant}: {out['steps']} steps in {out['seconds']:.1f} s")
+        if current().main:  # under torchrun the other ranks say nothing
+            print(f"trained {args.variant}: {out['steps']} steps in {out['seconds']:.1f} s")
     elif args.command == "sample":
         from genlab.sample import sample_variant
 
@@ -149,6 +158,45 @@ def run(args: argparse.Namespace) -> None:
         os.execv(str(exe), [str(exe), *cmd[1:]])
 
 
+class Exit(Exception):
+    """Leave ``main`` with this exit code (the processes' own messages are already printed)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _data_parallel(args: argparse.Namespace, params) -> None:
+    """``genlab train V --nproc N``: checks what it can before starting, then runs ``genlab
+    train V`` in N processes through torchrun (``genlab.train.distributed``)."""
+    from genlab.errors import ConfigError
+    from genlab.train import distributed
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc = {args.nproc}; allowed: an integer >= 1")
+    if distributed.current().active:
+        raise ConfigError("--nproc inside a torchrun process; run either torchrun or --nproc")
+    name = args.variant
+    if args.seed is not None:
+        params, name = params.replica(args.variant, args.seed)
+    distributed.check_batch(params.variant(name).batch_size, args.nproc)  # unknown: ConfigError
+    argv = ["--params", args.params]
+    for override in args.overrides:
+        argv += ["-S", override]
+    argv += ["train", args.variant] + (["--resume"] if args.resume else [])
+    argv += ["--seed", str(args.seed)] if args.seed is not None else []
+    if args.nproc == 1:
+        from genlab.train.loop import train_variant
+
+        out = train_variant(params, name, Path(args.params).resolve().parent, resume=args.resume)
+        print(f"trained {name}: {out['steps']} steps in {out['seconds']:.1f} s")
+        return
+    code = distributed.launch(args.nproc, argv)
+    if code:
+        raise Exit(code)
+    print(f"trained {name} on {args.nproc} processes")
+
+
 def usage_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (exit 2), not a failed computation."""
     from genlab.errors import USAGE_ERRORS
@@ -175,10 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genlab: interrupted", file=sys.stderr)
         return 130
+    except Exit as e:
+        return e.code
     except Exception as e:  # noqa: BLE001 - sorted into bad input (2) and failures (1) below
         from genlab.errors import SweepFailed, TrainingDiverged
+        from genlab.train.distributed import RankStopped
 
-        if isinstance(e, TrainingDiverged):
+        if isinstance(e, TrainingDiverged | RankStopped):
             print(f"genlab: training failed: {e}", file=sys.stderr)
             return 1
         if isinstance(e, SweepFailed):

@@ -21,11 +21,20 @@ class _Shuffled:
     permutation is drawn on the CPU (the same bits on every device) and copied to the device
     once per epoch, so a step transfers nothing."""
 
-    def __init__(self, data: dict[str, Tensor], batch_size: int, seed: int, device, what: str):
+    def __init__(
+        self,
+        data: dict[str, Tensor],
+        batch_size: int,
+        seed: int,
+        device,
+        what: str,
+        shard: tuple[int, int] | None = None,  # [lo, hi) of each global batch this rank takes
+    ):
         n = len(next(iter(data.values())))
         if batch_size > n:
             raise ConfigError(f"batch_size = {batch_size} exceeds the {n} training {what}")
         self.data, self.batch_size, self.n, self.device = data, batch_size, n, device
+        self.lo, self.hi = shard if shard is not None else (0, batch_size)
         self.generator = torch.Generator().manual_seed(seed)
         self._set_perm(torch.randperm(n, generator=self.generator), 0)
 
@@ -36,7 +45,7 @@ class _Shuffled:
     def next(self) -> dict[str, Tensor]:
         if self.pos + self.batch_size > self.n:
             self._set_perm(torch.randperm(self.n, generator=self.generator), 0)
-        idx = self.on_device[self.pos : self.pos + self.batch_size]
+        idx = self.on_device[self.pos + self.lo : self.pos + self.hi]
         self.pos += self.batch_size
         return {k: v[idx] for k, v in self.data.items()}
 
@@ -61,7 +70,9 @@ def field_domains(meta: dict | None, fields: list[str]) -> dict[str, list[str]]:
 
 class BatchStream:
     """Endless shuffled mini-batches of every field of ``split``; its state (each domain's
-    generator, permutation and position) is part of the checkpoint."""
+    generator, permutation and position) is part of the checkpoint. In data-parallel training
+    every rank walks the same permutation and takes its ``shard`` of each global batch
+    (``genlab.train.distributed``)."""
 
     def __init__(
         self,
@@ -70,12 +81,14 @@ class BatchStream:
         seed: int,  # the first domain's permutation seed; domain i uses seed + i
         device: torch.device,
         meta: dict | None = None,  # the dataset's meta.json: its "fields" may declare domains
+        shard: tuple[int, int] | None = None,  # data-parallel: [lo, hi) of each global batch
     ):
         data = {k: v.to(device) for k, v in split.items() if v is not None}
         domains = field_domains(meta, list(data))
         self.domains = {
             domain: _Shuffled({k: data[k] for k in names}, batch_size, seed + i, device,
-                              "examples" if len(domains) == 1 else f"examples of domain {domain}")
+                              "examples" if len(domains) == 1 else f"examples of domain {domain}",
+                              shard)
             for i, (domain, names) in enumerate(domains.items())
         }  # fmt: skip
         self.batch_size, self.device = batch_size, device

@@ -38,7 +38,9 @@ from genlab.runtime import (
     set_global_rng_state,
     use_threads,
 )
+from genlab.train import distributed
 from genlab.train.checkpoint import load_checkpoint, save_model
+from genlab.train.distributed import SINGLE, World
 from genlab.train.ema import EMA
 
 
@@ -81,20 +83,46 @@ class StatsWriter:
             writer.writerows(rows)
 
 
-def read_stats(rows: list[dict[str, Any]]) -> None:
+def read_stats(rows: list[dict[str, Any]], world: World = SINGLE) -> None:
     """Replace, in place, the tensors among ``rows``' values by Python numbers, with one
     device-to-host copy for all of them.
 
     Trainers return their statistics as detached 0-d tensors, so that a step never waits for
     the device; the driver reads them every ``log_every`` steps (``training_steps``). A float
     tensor becomes the float ``.item()`` would give (float64 holds every float32 and bfloat16
-    value exactly), an integer tensor an int."""
+    value exactly), an integer tensor an int.
+
+    In data-parallel training (``world.active``) every statistic, numbers included, becomes its
+    mean over the ranks: the statistic of the global batch (every rank has the same keys)."""
+    if world.active:
+        return _read_mean(rows, world)
     found = [(row, k, v) for row in rows for k, v in row.items() if isinstance(v, torch.Tensor)]
     if not found:
         return
     values = torch.stack([v.detach().reshape(()).to(torch.float64) for _, _, v in found])
     for (row, k, v), x in zip(found, values.cpu().tolist(), strict=True):
         row[k] = x if v.is_floating_point() else int(x)
+
+
+def _read_mean(rows: list[dict[str, Any]], world: World) -> None:
+    found = [
+        (row, k, v) for row in rows for k, v in row.items()
+        if isinstance(v, torch.Tensor | int | float) and not isinstance(v, bool)
+    ]  # fmt: skip
+    if not found:
+        return
+    device = next((v.device for _, _, v in found if isinstance(v, torch.Tensor)), None)
+    values = torch.stack([
+        v.detach().reshape(()).to(torch.float64) if isinstance(v, torch.Tensor)
+        else torch.tensor(float(v), dtype=torch.float64)
+        for _, _, v in found
+    ])  # fmt: skip
+    if device is not None and device.type == "cuda":  # NCCL reduces device tensors
+        values = values.to(device)
+    world.average([values])
+    for (row, k, v), x in zip(found, values.cpu().tolist(), strict=True):
+        is_float = v.is_floating_point() if isinstance(v, torch.Tensor) else isinstance(v, float)
+        row[k] = x if is_float else round(x)
 
 
 def check_finite(stats: dict[str, float], variant: str, step: int) -> None:
@@ -114,10 +142,11 @@ def build_training(
     device: str,  # auto | cpu | cuda
     threads: int | str = "auto",  # torch intra-op threads (genlab.runtime.resolve_threads)
     compile: str = "none",  # none | a torch.compile mode (genlab.runtime.compile_modules)
+    world: World = SINGLE,  # data-parallel ranks (genlab.train.distributed)
 ) -> tuple[Any, BatchStream, EMA | None, dict]:
     """A fresh, seeded trainer of ``cfg``: (trainer, batches, ema or None, dataset meta)."""
     train, _, meta = load_prepared(root, cfg.dataset)
-    return build_trainer(cfg, train, meta, seed, device, threads, compile)
+    return build_trainer(cfg, train, meta, seed, device, threads, compile, world)
 
 
 def build_trainer(
@@ -128,16 +157,27 @@ def build_trainer(
     device: str,
     threads: int | str = "auto",
     compile: str = "none",
+    world: World = SINGLE,
 ) -> tuple[Any, BatchStream, EMA | None, dict]:
     """``build_training`` on a split held in memory (the toys build their data themselves).
     The EMA copy is taken before the networks are compiled: it is only averaged into, never
-    run while training."""
+    run while training.
+
+    Data-parallel (``world.active``): rank r builds its trainer for its shard of the batch with
+    its own seed (``world.seed``: its noise), takes rank 0's networks, averages the gradients
+    before every optimizer step and walks the run's batch order taking its shard."""
     device = resolve_device(device)
-    configure_determinism(seed)
+    configure_determinism(world.seed(seed))
     family = FAMILIES.get(cfg.family)
-    trainer = family.trainer(cfg, meta, device, seed)
+    shard = world.shard(cfg.batch_size) if world.active else None
+    local = cfg if shard is None else cfg.model_copy(update={"batch_size": shard[1] - shard[0]})
+    trainer = family.trainer(local, meta, device, world.seed(seed))
     use_threads(threads, trainer.modules.values())
-    batches = BatchStream(train, cfg.batch_size, seed, device, meta)
+    if world.active:
+        world.synchronize(trainer.modules.values())
+        for optimizer in trainer.optimizers.values():
+            world.average_gradients_before_step(optimizer)
+    batches = BatchStream(train, cfg.batch_size, seed, device, meta, shard)
     key = family.generator
     ema = EMA(trainer.modules[key], cfg.ema, key) if cfg.ema > 0 else None
     compile_modules(compiled_modules(cfg, trainer, key, compile), compile)
@@ -191,6 +231,7 @@ def training_steps(
     stop: int,
     name: str,  # the variant, named in a divergence message
     read_every: int = 1,  # read the statistics from the device (and check them) every k steps
+    world: World = SINGLE,  # data-parallel ranks: buffers shared, statistics averaged
 ):
     """Yield (step, stats) for steps start+1 .. stop: one trainer step, the EMA update, and
     every ``read_every`` steps (and at ``stop``) the statistics of the steps since the last
@@ -199,7 +240,10 @@ def training_steps(
     Until it is read, a step's stats dict may hold 0-d tensors still on the device: the dicts
     yielded before a read become plain numbers, in place, when it happens. A caller that
     checkpoints at step k must read at k (k a multiple of ``read_every``), so that no state
-    after a NaN is saved. ``read_every`` = 1 reads every step, as genlab did before."""
+    after a NaN is saved. ``read_every`` = 1 reads every step, as genlab did before.
+    Data-parallel: after each step every rank takes rank 0's buffers (before the EMA reads
+    them), and the statistics read are the means over the ranks, so every rank sees the same
+    NaN at the same step."""
     pending: list[tuple[int, dict[str, Any]]] = []
     graphs = getattr(trainer, "compile_mode", "none") == "reduce-overhead"
     for step in range(start + 1, stop + 1):
@@ -208,11 +252,13 @@ def training_steps(
         stats = _step(trainer, batches)
         if graphs:  # a statistic read later must not be a graph output replayed over since
             stats = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
+        if world.active:
+            world.share_buffers(trainer.modules.values())
         if ema is not None:
             ema.update(trainer.modules[ema.key])
         pending.append((step, stats))
         if step % read_every == 0 or step == stop:
-            read_stats([row for _, row in pending])
+            read_stats([row for _, row in pending], world)
             for k, row in pending:
                 check_finite(row, name, k)
             pending.clear()
@@ -233,11 +279,15 @@ def train_variant(
     only when it finishes, so a failed or interrupted run never damages the last good one. A
     run that diverged is deleted; one that stopped otherwise (interrupt, kill, full disk) stays
     there with its last checkpoint, and ``resume`` continues it. Every failure ends the MLflow
-    run FAILED (KILLED for an interrupt) with the reason in its ``failure`` tag."""
+    run FAILED (KILLED for an interrupt) with the reason in its ``failure`` tag.
+
+    Started by ``torchrun`` (``genlab train --nproc N``), every process trains its shard of
+    each batch (``genlab.train.distributed``) and only rank 0 writes (files and MLflow)."""
     cfg = params.variant(name)
     paths = _paths(root, name)
+    world = distributed.start(resolve_device(params.device))
     trainer, batches, ema, meta = build_training(
-        cfg, params.seed, root, params.device, params.threads, params.compile
+        cfg, params.seed, root, params.device, params.threads, params.compile, world
     )
     config = cfg.model_dump(mode="json")
     threads = torch.get_num_threads()
@@ -246,6 +296,8 @@ def train_variant(
     device = resolve_device(params.device).type
     identity = {"seed": params.seed, "threads": threads, "device": device,
                 "compile": params.compile}  # fmt: skip
+    if world.active:  # a single process's checkpoint has no world_size (it means 1)
+        identity["world_size"] = world.size
 
     start, seconds, run_id, source = 0, 0.0, None, None
     if resume:
@@ -255,12 +307,15 @@ def train_variant(
         _check_state_fields(state, state_path)
         _check_resumable(state, config, identity, state_path)
         start, seconds, run_id = state["step"], state["seconds"], state["run_id"]
-        _restore(state, trainer, ema, batches, state_path)
+        _restore(state, trainer, ema, batches, state_path, world)
+        world.barrier()  # every rank has read the state before rank 0 writes again
+    if not world.main:
+        return _train_rank(trainer, batches, ema, cfg, name, start, world)
     # the first write: Run.start opens the store first (a bad tracking.uri stops here)
     run = tracking.Run.start(
         params.tracking, root, name=name, run_id=run_id,
         params={"seed": params.seed, "device": params.device, "threads": threads,
-                "compile": params.compile,
+                "compile": params.compile, "world_size": world.size,
                 "variant": name, **config},
         tags={**params.run_tags(name), "dataset": cfg.dataset, "family": cfg.family,
               "variant": name, "genlab.version": genlab.__version__},
@@ -276,6 +331,7 @@ def train_variant(
         write_json(paths["p_run"], {"run_id": run.run_id, "variant": name})
 
         def checkpoint(step: int) -> None:
+            ranks = _rank_states(trainer, world)
             torch_save(
                 {
                     "step": step,
@@ -290,6 +346,7 @@ def train_variant(
                     "trainer": trainer.extra_state(),
                     "batches": batches.state_dict(),
                     "rng": global_rng_state(),
+                    **ranks,
                 },
                 paths["p_state"],
             )
@@ -304,7 +361,7 @@ def train_variant(
         try:
             t0 = time.perf_counter() - seconds
             read_every = math.gcd(cfg.log_every, cfg.checkpoint_every)
-            steps = training_steps(trainer, batches, ema, start, cfg.steps, name, read_every)
+            steps = training_steps(trainer, batches, ema, start, cfg.steps, name, read_every, world)
             for step, stats in steps:
                 seconds = time.perf_counter() - t0
                 stats_writer.add(step, stats, round(seconds, 4))
@@ -330,8 +387,33 @@ def train_variant(
     return {"run_id": run.run_id, "steps": cfg.steps, "seconds": seconds}
 
 
-def _restore(state: dict, trainer, ema: EMA | None, batches: BatchStream, path: Path) -> None:
-    """Load a training state into freshly built objects (CheckpointError when it does not fit)."""
+def _train_rank(trainer, batches, ema, cfg, name: str, start: int, world: World) -> dict:
+    """Rank r > 0 of a data-parallel run: the same steps, its share of every collective (the
+    checkpoints' state gathering included), no writes."""
+    read_every = math.gcd(cfg.log_every, cfg.checkpoint_every)
+    for module in trainer.modules.values():
+        module.train()
+    for step, _ in training_steps(trainer, batches, ema, start, cfg.steps, name, read_every, world):
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _rank_states(trainer, world)
+    return {"run_id": None, "steps": cfg.steps, "seconds": 0.0}
+
+
+def _rank_states(trainer, world: World) -> dict[str, Any]:
+    """What a checkpoint holds beyond rank 0's state: every other rank's RNG and trainer state
+    (their noise generators differ), gathered from every rank (a collective: all ranks call it
+    at the same steps). Empty for a single process."""
+    if not world.active:
+        return {}
+    states = world.gather({"rng": global_rng_state(), "trainer": trainer.extra_state()})
+    return {"ranks": states[1:]}
+
+
+def _restore(
+    state: dict, trainer, ema: EMA | None, batches: BatchStream, path: Path, world: World = SINGLE
+) -> None:
+    """Load a training state into freshly built objects (CheckpointError when it does not fit);
+    rank r > 0 of a data-parallel run then takes its own RNG and trainer state."""
     try:
         for key, module in trainer.modules.items():
             module.load_state_dict(state["nets"][key])
@@ -342,6 +424,10 @@ def _restore(state: dict, trainer, ema: EMA | None, batches: BatchStream, path: 
         trainer.load_extra_state(state["trainer"])
         batches.load_state_dict(state["batches"])
         set_global_rng_state(state["rng"])
+        if world.active and not world.main:
+            own = state["ranks"][world.rank - 1]
+            trainer.load_extra_state(own["trainer"])
+            set_global_rng_state(own["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
         reason = " ".join(str(e).split())[:300]
         raise CheckpointError(
@@ -428,8 +514,13 @@ def _check_resumable(state: dict, config: dict, identity: dict, path: Path) -> N
     )  # fmt: skip
     diff += [
         f"{k} {state.get(k)} -> {v}" for k, v in identity.items()
-        if k in state and state[k] != v
+        if k in state and k != "world_size" and state[k] != v
     ]  # fmt: skip
+    if state.get("world_size", 1) != identity.get("world_size", 1):  # 1: no key written
+        diff.append(
+            f"world_size {state.get('world_size', 1)} -> {identity.get('world_size', 1)}: resume "
+            f"with --nproc {state.get('world_size', 1)}"
+        )
     if diff:
         raise CheckpointError(
             f"cannot resume from {path}: params changed since it was written ({', '.join(diff)}); "

@@ -1,0 +1,216 @@
+"""Data-parallel training on several processes (``genlab train V --nproc N``, or ``torchrun``).
+
+Each of the N processes (ranks) holds a copy of every network and optimizer. Every step, each
+rank takes its own contiguous shard of the global batch of ``batch_size`` examples (the batch
+order is the run's seeded permutation, the same on every rank) and draws its own noise (rank r
+seeds its generators with ``rank_seed(seed, r)``; rank 0 with the run's seed). Before every
+optimizer step the gradients are averaged over the ranks with one ``all_reduce`` per dtype, so
+every rank applies the same update to the same weights: the update of the global batch's mean
+loss. After each step the buffers (batch-norm statistics, StyleGAN's w average, ...) are
+broadcast from rank 0, and the statistics are averaged over the ranks when they are read. Rank 0
+alone writes the statistics, the checkpoints, ``model.pt`` and the MLflow run; a checkpoint also
+holds every other rank's RNG and trainer state, so a resumed run continues exactly.
+
+Why not ``torch.nn.parallel.DistributedDataParallel``'s module wrapper: its reducer averages the
+gradients a module's *forward* prepared, once per backward. A GAN step runs D several times
+before one backward (real and fake), back-propagates G's loss through D without updating D, and
+differentiates D's gradient for R1, R2 and the gradient penalty (``torch.autograd.grad`` with
+``create_graph``), which DDP's documentation says it does not support. Averaging at the
+optimizer step is what DDP computes for a single forward/backward, works for every family's
+step, and is how NVIDIA's StyleGAN2-ADA training loop runs GANs data-parallel (it all-reduces
+the flattened gradients before each optimizer step, Karras et al. 2020). The process group,
+the launcher (``torchrun``), the collectives and their backends (gloo on CPU, NCCL on CUDA) are
+PyTorch's own.
+
+Same world size and seed: the same bits (the collectives sum in a fixed order). Another world
+size is another run (other shards, other noise): its checkpoint refuses to resume on another
+``--nproc``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from genlab.errors import ConfigError
+
+RANK_SEED_STRIDE = 1_000_003  # rank r's seed: seed + r * stride (far from seed + small offsets)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ranks (``torchrun`` sets RANK, WORLD_SIZE, ...)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+
+    @property
+    def active(self) -> bool:
+        """More than one process: the collectives run."""
+        return self.size > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes."""
+        return self.rank == 0
+
+    def seed(self, seed: int) -> int:
+        return rank_seed(seed, self.rank)
+
+    def shard(self, batch_size: int) -> tuple[int, int]:
+        """[lo, hi) of this rank's examples in a global batch of ``batch_size``."""
+        check_batch(batch_size, self.size)
+        per = batch_size // self.size
+        return self.rank * per, (self.rank + 1) * per
+
+    # ------------------------------------------------------------ collectives
+    def broadcast(self, tensors: Iterable[Tensor]) -> None:
+        """Rank 0's values into every rank's ``tensors`` (in place)."""
+        if self.active:
+            _coalesced(list(tensors), lambda flat: dist.broadcast(flat, src=0))
+
+    def average(self, tensors: Iterable[Tensor]) -> None:
+        """Every rank's ``tensors`` replaced, in place, by their mean over the ranks."""
+        if self.active:
+            _coalesced(list(tensors), self._mean)
+
+    def _mean(self, flat: Tensor) -> None:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat.div_(self.size)
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+        if not self.active:
+            return [obj]
+        out: list[Any] = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    # ------------------------------------------------------------ training hooks
+    def synchronize(self, modules: Iterable[nn.Module]) -> None:
+        """Rank 0's parameters and buffers into every rank (once, after building: the ranks
+        built their networks from different seeds)."""
+        modules = list(modules)
+        self.broadcast(t.data for m in modules for t in [*m.parameters(), *m.buffers()])
+
+    def share_buffers(self, modules: Iterable[nn.Module]) -> None:
+        """Rank 0's buffers into every rank (after each step, as DDP's ``broadcast_buffers``)."""
+        self.broadcast(b.data for m in modules for b in m.buffers())
+
+    def average_gradients_before_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Average the gradients ``optimizer`` is about to apply, before each of its steps."""
+        if not self.active:
+            return
+
+        def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            self.average(grads)
+
+        optimizer.register_step_pre_hook(hook)
+
+
+SINGLE = World()
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank r's seed for its noise and its other random draws; rank 0 keeps the run's seed."""
+    return seed + rank * RANK_SEED_STRIDE
+
+
+def check_batch(batch_size: int, size: int) -> None:
+    if batch_size % size:
+        raise ConfigError(
+            f"batch_size = {batch_size} does not split into {size} processes (--nproc {size}); "
+            f"allowed: a batch_size that is a multiple of {size}, or another --nproc"
+        )
+
+
+def current() -> World:
+    """The world ``torchrun`` (or ``genlab train --nproc``) started this process in; a single
+    process otherwise."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return SINGLE
+    return World(
+        rank=int(os.environ["RANK"]),
+        size=size,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(size))),
+    )
+
+
+def start(device: torch.device) -> World:
+    """Join the process group of ``current()`` (gloo on CPU, NCCL on CUDA: the GPU of this
+    process's local rank) and split the machine's cores among its local ranks. Idempotent."""
+    from genlab.runtime import share_cores
+
+    world = current()
+    if not world.active:
+        return world
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(world.local_rank)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if world.main:  # torchrun stops the other ranks with SIGTERM when one fails
+            signal.signal(signal.SIGTERM, _stopped)
+    share_cores(world.local_size)
+    return world
+
+
+class RankStopped(RuntimeError):
+    """SIGTERM from torchrun (another rank failed): rank 0 marks its run and exits."""
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise RankStopped("stopped by torchrun (SIGTERM): another process of this run failed")
+
+
+def _coalesced(tensors: list[Tensor], op: Callable[[Tensor], None]) -> None:
+    """Apply the collective ``op`` to one flat copy of ``tensors`` per (dtype, device), then
+    write the results back: one message per group instead of one per tensor."""
+    groups: dict[tuple, list[Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
+    for group in groups.values():
+        flat = torch.cat([t.reshape(-1) for t in group])
+        op(flat)
+        for t, part in zip(group, flat.split([t.numel() for t in group]), strict=True):
+            t.copy_(part.view_as(t))
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``genlab <argv>`` in ``nproc`` processes on this machine through torchrun
+    (``--standalone``: a local rendezvous on a free port); returns the exit code: 0, or the
+    first failing rank's (2 for bad input)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    from genlab.runtime import available_cores
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // nproc)))
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", "-m", "genlab.cli", *argv]
+    )
+    try:
+        run(args)
+    except ChildFailedError as e:
+        codes = [f.exitcode for _, f in sorted(e.failures.items())]
+        return next((c for c in codes if c > 0), 1)
+    return 0
+
+
+__all__ = ["SINGLE", "RankStopped", "World", "check_batch", "current", "launch", "rank_seed",
+           "start"]  # fmt: skip
