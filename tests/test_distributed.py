@@ -56,7 +56,7 @@ def _rank(rank: int, size: int, rendezvous: str, out: str) -> None:
         opt.step()
         net.train()
         net(x[lo:hi])  # batch-norm statistics of this rank's shard ...
-        world.share_buffers([net])  # ... replaced by rank 0's
+        world.share_state([net], [opt])  # ... replaced by rank 0's
         stats = torch.tensor([float(rank), loss.item()], dtype=torch.float64)
         world.average([stats])
         torch.save({"state": net.state_dict(), "stats": stats, "gathered": world.gather(rank)},

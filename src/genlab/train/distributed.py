@@ -6,8 +6,9 @@ order is the run's seeded permutation, the same on every rank) and draws its own
 seeds its generators with ``rank_seed(seed, r)``; rank 0 with the run's seed). Before every
 optimizer step the gradients are averaged over the ranks with one ``all_reduce`` per dtype, so
 every rank applies the same update to the same weights: the update of the global batch's mean
-loss. After each step the buffers (batch-norm statistics, StyleGAN's w average, ...) are
-broadcast from rank 0, and the statistics are averaged over the ranks when they are read. Rank 0
+loss. After each step the buffers (batch-norm statistics, StyleGAN's w average, ...) and the
+parameters no optimizer updates (networks a trainer fits itself) are broadcast from rank 0, and
+the statistics are averaged over the ranks when they are read. Rank 0
 alone writes the statistics, the checkpoints, ``model.pt`` and the MLflow run; a checkpoint also
 holds every other rank's RNG and trainer state, so a resumed run continues exactly.
 
@@ -106,9 +107,18 @@ class World:
         modules = list(modules)
         self.broadcast(t.data for m in modules for t in [*m.parameters(), *m.buffers()])
 
-    def share_buffers(self, modules: Iterable[nn.Module]) -> None:
-        """Rank 0's buffers into every rank (after each step, as DDP's ``broadcast_buffers``)."""
-        self.broadcast(b.data for m in modules for b in m.buffers())
+    def share_state(
+        self, modules: Iterable[nn.Module], optimizers: Iterable[torch.optim.Optimizer]
+    ) -> None:
+        """Rank 0's buffers and the parameters no optimizer updates into every rank (after each
+        step). Buffers as DDP's ``broadcast_buffers``; the frozen parameters are those of
+        networks a trainer fits itself while training (SRGAN's and VQ-GAN's feature networks,
+        fitted on each rank at their first step): rank 0's fit is the one every rank keeps."""
+        optimized = {id(p) for o in optimizers for g in o.param_groups for p in g["params"]}
+        self.broadcast(
+            t.data for m in modules
+            for t in [*m.buffers(), *(p for p in m.parameters() if id(p) not in optimized)]
+        )  # fmt: skip
 
     def average_gradients_before_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Average the gradients ``optimizer`` is about to apply, before each of its steps."""

@@ -241,9 +241,9 @@ def training_steps(
     yielded before a read become plain numbers, in place, when it happens. A caller that
     checkpoints at step k must read at k (k a multiple of ``read_every``), so that no state
     after a NaN is saved. ``read_every`` = 1 reads every step, as genlab did before.
-    Data-parallel: after each step every rank takes rank 0's buffers (before the EMA reads
-    them), and the statistics read are the means over the ranks, so every rank sees the same
-    NaN at the same step."""
+    Data-parallel: after each step every rank takes rank 0's buffers and frozen networks
+    (before the EMA reads them), and the statistics read are the means over the ranks, so
+    every rank sees the same NaN at the same step."""
     pending: list[tuple[int, dict[str, Any]]] = []
     graphs = getattr(trainer, "compile_mode", "none") == "reduce-overhead"
     for step in range(start + 1, stop + 1):
@@ -253,7 +253,7 @@ def training_steps(
         if graphs:  # a statistic read later must not be a graph output replayed over since
             stats = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
         if world.active:
-            world.share_buffers(trainer.modules.values())
+            world.share_state(trainer.modules.values(), trainer.optimizers.values())
         if ema is not None:
             ema.update(trainer.modules[ema.key])
         pending.append((step, stats))
