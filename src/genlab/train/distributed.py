@@ -12,16 +12,17 @@ the statistics are averaged over the ranks when they are read. Rank 0
 alone writes the statistics, the checkpoints, ``model.pt`` and the MLflow run; a checkpoint also
 holds every other rank's RNG and trainer state, so a resumed run continues exactly.
 
-Why not ``torch.nn.parallel.DistributedDataParallel``'s module wrapper: its reducer averages the
-gradients a module's *forward* prepared, once per backward. A GAN step runs D several times
-before one backward (real and fake), back-propagates G's loss through D without updating D, and
-differentiates D's gradient for R1, R2 and the gradient penalty (``torch.autograd.grad`` with
-``create_graph``), which DDP's documentation says it does not support. Averaging at the
-optimizer step is what DDP computes for a single forward/backward, works for every family's
-step, and is how NVIDIA's StyleGAN2-ADA training loop runs GANs data-parallel (it all-reduces
-the flattened gradients before each optimizer step, Karras et al. 2020). The process group,
-the launcher (``torchrun``), the collectives and their backends (gloo on CPU, NCCL on CUDA) are
-PyTorch's own.
+Why the gradients are averaged at the optimizer step rather than by wrapping each network in
+``torch.nn.parallel.DistributedDataParallel``: the average is the same (DDP all-reduces and
+averages the gradients of every backward), but DDP's wrapper must be the module the trainer
+calls, while each family's trainer calls its networks by attribute and the checkpoints, the EMA
+and ``model.pt`` use the unwrapped networks' state_dict keys, so every trainer would change.
+DDP also needs ``find_unused_parameters=True`` (a graph traversal after every forward) where a
+step leaves parameters without gradients (ProGAN's blocks not yet grown). The hook here
+communicates once per optimizer update and works for every family's step unchanged; NVIDIA's
+StyleGAN2-ADA training loop runs GANs data-parallel the same way (it all-reduces the flattened
+gradients before each optimizer step, Karras et al. 2020). The process group, the launcher
+(``torchrun``), the collectives and their backends (gloo on CPU, NCCL on CUDA) are PyTorch's.
 
 Same world size and seed: the same bits (the collectives sum in a fixed order). Another world
 size is another run (other shards, other noise): its checkpoint refuses to resume on another
