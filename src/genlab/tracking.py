@@ -33,8 +33,10 @@ LOCK_TIMEOUT_S = 600  # waiting for another process to create or migrate the sto
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 FAILURE_TAG = "failure"  # why a run failed; removed when a resumed run finishes
 MAX_TAG = 5000  # characters kept of a failure reason
-# one quick request when checking an http(s) store: MLflow retries for minutes by default
-PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+# one request, no retries, when checking an http(s) store (MLflow retries for minutes by default):
+# a missing server refuses the connection at once; a busy one (many machines starting runs
+# together) may take seconds to answer, which is no error
+PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 SCHEME_EXAMPLES = {
     "sqlite": "sqlite:///mlflow.db (relative to the project) or sqlite:////abs/path.db",
     "": "a directory path (file store)",
@@ -71,6 +73,12 @@ def tracking_uri(uri: str, root: Path) -> str:
 
 def artifact_location(root: Path) -> str:
     return (store_root(root) / "mlartifacts").as_uri()
+
+
+def is_server(uri: str) -> bool:
+    """An MLflow tracking server (http/https): it keeps the artifacts (``mlflow-artifacts:/``
+    under its ``--artifacts-destination``), so clients on any machine read and write the same."""
+    return uri.partition("://")[0] in ("http", "https")
 
 
 def _store_lock(uri: str) -> contextlib.AbstractContextManager:
@@ -113,7 +121,7 @@ def check_store(cfg, root: Path):
     uri = tracking_uri(cfg.uri, root)
     try:
         client = _client(uri)
-        if uri.partition("://")[0] in ("http", "https"):
+        if is_server(uri):
             with _env(PROBE_ENV):
                 client.search_experiments(max_results=1)
     except UnsupportedModelRegistryStoreURIException as e:
@@ -152,7 +160,9 @@ def _env(values: dict[str, str]) -> Iterator[None]:
 
 def _experiment_id(client, cfg, root: Path) -> str:
     """Get or create ``cfg.experiment`` (under the lock on SQLite), tagged as model training so
-    the MLflow UI opens its runs table (also on experiments created before the tag)."""
+    the MLflow UI opens its runs table (also on experiments created before the tag). Its artifacts
+    go to the project's ``mlartifacts/``, or on a tracking server to the server's artifact root
+    (a folder of the machine that created the experiment would hold every machine's files)."""
     from mlflow.exceptions import MlflowException
 
     kind_key, kind = EXPERIMENT_KIND
@@ -160,10 +170,10 @@ def _experiment_id(client, cfg, root: Path) -> str:
         exp = client.get_experiment_by_name(cfg.experiment)
         if exp is None:
             try:
+                location = None if is_server(client.tracking_uri) else artifact_location(root)
                 return client.create_experiment(
-                    cfg.experiment, artifact_location=artifact_location(root),
-                    tags={kind_key: kind},
-                )  # fmt: skip
+                    cfg.experiment, artifact_location=location, tags={kind_key: kind}
+                )
             except MlflowException:  # a server store: another process created it first
                 exp = client.get_experiment_by_name(cfg.experiment)
                 if exp is None:
