@@ -151,3 +151,27 @@ def postgres():
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, tmp_path_factory):
+    """One ``mlflow server`` (tests/servers.py) for the session, its backend store a fresh
+    PostgreSQL database and its artifacts in a temporary folder; ``startup_seconds`` says how
+    long it took to answer. Tests sharing it use experiments of their own."""
+    from tests.servers import MlflowServer
+
+    base = tmp_path_factory.mktemp("mlflow-server")
+    server = MlflowServer(postgres.create_database("mlflow"), base / "artifacts",
+                          base / "server.log")  # fmt: skip
+    t0 = time.monotonic()
+    server.start()
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient(server.url)
+        for _ in range(2 * server.workers):  # each server worker opens its store on its first
+            client.search_experiments(max_results=1)  # request: not inside genlab's probe
+        server.startup_seconds = time.monotonic() - t0
+        yield server
+    finally:
+        server.stop()

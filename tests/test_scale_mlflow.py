@@ -83,20 +83,10 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(postgres, tmp_path_factory):
-    """An MLflow server on a fresh PostgreSQL database, its artifacts in a temporary folder;
-    stopped at the end. Yields (server, seconds it took to answer)."""
-    from tests.servers import MlflowServer
-
-    base = tmp_path_factory.mktemp("mlflow-server")
-    backend = postgres.create_database("genlab_mlflow_scale")
-    srv = MlflowServer(backend, base / "artifacts", base / "server.log")
-    t0 = time.monotonic()
-    try:
-        srv.start()
-        yield srv, time.monotonic() - t0
-    finally:
-        srv.stop()
+def server(mlflow_server):
+    """The session's MLflow server on PostgreSQL (tests/conftest.py) and the seconds it took to
+    answer."""
+    return mlflow_server, mlflow_server.startup_seconds
 
 
 @pytest.mark.slow
@@ -190,11 +180,11 @@ def test_concurrent_writers_lose_no_run_metric_param_or_artifact(server, tmp_pat
 
 
 def genlab(root: Path, *args: str) -> None:
-    """``genlab --params root/params.yaml ARGS`` as a user runs it."""
-    exe = Path(sys.executable).with_name("genlab")
-    out = subprocess.run([str(exe), "--params", str(root / "params.yaml"), *args], env=_env(),
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
+    """``genlab --params root/params.yaml ARGS``, in this process (the command line's own entry
+    point; a process per command would cost seconds of imports each)."""
+    from genlab.cli import main
+
+    assert main(["--params", str(root / "params.yaml"), *args]) == 0
 
 
 @pytest.mark.slow

@@ -258,6 +258,7 @@ def test_tiny_study_counts_states_mlflow_tables_and_resumes(prepared, tmp_path, 
         assert t.values[0] == t.intermediate_values[4]
 
     out = root / "reports/sweeps/tiny"
+    assert (out / "study.db").is_file() and not (out / "study.db.lock").exists()  # lock removed
     table = pd.read_csv(out / "table.csv")
     assert list(table.columns) == TABLE_COLUMNS and len(table) == 4
     assert (table["trials"] == 1).all() and (table["completed"] == 1).all()

@@ -32,12 +32,16 @@ class Context:
     def base(self) -> VariantCfg:
         return self.params.variants[self.sweep.base]
 
+    @cached_property
+    def storage(self):
+        """This process's RDB storage of the study (one engine, one connection pool)."""
+        return make_storage(self.url, self.sweep, self._end_stale_run)
+
     def open(self):
         """The study, loaded from storage (it must exist)."""
         optuna = quiet_optuna()
-        storage = make_storage(self.url, self.sweep, self._end_stale_run)
         return optuna.load_study(
-            study_name=self.study_name, storage=storage,
+            study_name=self.study_name, storage=self.storage,
             sampler=make_sampler(self.sweep, self.params.seed), pruner=make_pruner(self.sweep),
         )  # fmt: skip
 

@@ -1,15 +1,25 @@
 """Where a study lives and how its trials are counted: the storage URL, the fingerprint that names
 the study, the RDB storage with heartbeats (SQLite transactions serialised), the seeded sampler,
 the pruner, and the bookkeeping of the budget (re-queued, interrupted and per-arm trials, the
-retrains still to run). Optuna is imported inside the functions that need it."""
+retrains still to run).
+
+The budget is exact across processes and machines that share one storage: every change to the
+set of trials (creating one, queueing arms or retries, failing stale ones) happens under
+``budget_lock``, a lock held by the database itself (PostgreSQL advisory lock, MySQL
+``GET_LOCK``; SQLite: a lock file beside the database). ``claim_trial`` counts the trials that use
+the budget and creates (or pops) the next one only while the count is below the budget: a
+count-then-create that no other worker can interleave. Optuna is imported inside the functions
+that need it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +32,7 @@ Context = Any  # genlab.sweeps.context.Context (which imports this module)
 
 STORAGE_ENV = "GENLAB_SWEEP_STORAGE"  # an Optuna storage URL that overrides params
 RETRAIN_PREFIX = "retrain:"  # study user attrs "retrain:<trial>:<seed>" hold seed re-runs
+CLAIM_PREFIX = "retrain-claim:"  # "retrain-claim:<trial>:<seed>": who runs it, last heartbeat
 
 
 # ---------------------------------------------------------------- storage and study
@@ -83,6 +94,8 @@ def quiet_optuna():
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trial outcomes: printed by the workers
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # the workers' loop (workers.run_trials) sends heartbeats itself, around ask/tell
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
     return optuna
 
@@ -99,10 +112,11 @@ def make_storage(url: str, sweep: SweepCfg, on_stale: Callable | None = None):
         if on_stale is not None:
             on_stale(trial)
 
-    storage = optuna.storages.RDBStorage(
-        url, engine_kwargs=engine, heartbeat_interval=sweep.heartbeat,
-        grace_period=sweep.grace, heartbeat_stale_trial_callback=stale,
-    )  # fmt: skip
+    with _schema_lock(url):
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine, heartbeat_interval=sweep.heartbeat,
+            grace_period=sweep.grace, heartbeat_stale_trial_callback=stale,
+        )  # fmt: skip
     if url.startswith("sqlite"):
         _serialize_sqlite(storage.engine)
     return storage
@@ -126,6 +140,72 @@ def _serialize_sqlite(engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     engine.dispose()  # connections opened before the listeners existed are dropped
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Machines that open a fresh server database at the same moment would all create Optuna's
+    tables (PostgreSQL refuses the second CREATE TABLE); they take turns here. SQLite: nothing
+    (its writers are serialised and one `genlab sweep` creates the file before its workers)."""
+    if url.startswith("sqlite"):
+        yield
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with db_lock(engine, "genlab:optuna-schema"):
+            yield
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def db_lock(engine, name: str) -> Iterator[None]:
+    """An exclusive lock called ``name``, held by the database for every process and machine that
+    shares it: PostgreSQL ``pg_advisory_xact_lock`` (released when its transaction ends, also
+    when the holder is killed: the server drops its connection), MySQL ``GET_LOCK``. SQLite:
+    ``<db>.lock`` beside the database file (every process that can share a SQLite file sees the
+    same file locks; SQLite needs them itself). Waits as long as it takes."""
+    from sqlalchemy import text
+
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        from filelock import FileLock
+
+        db = engine.url.database
+        if not db or db == ":memory:":  # one process only: nothing to share
+            yield
+            return
+        with FileLock(f"{db}.lock"):
+            yield
+    elif dialect == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little", signed=True)
+        with engine.begin() as conn:  # committed (and the lock released) on leaving
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield
+    elif dialect in ("mysql", "mariadb"):
+        short = hashlib.sha256(name.encode()).hexdigest()[:60]  # GET_LOCK names: <= 64 chars
+        with engine.connect() as conn:
+            conn.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": short})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": short})
+    else:
+        raise ConfigError(
+            f"sweep storage {engine.url.render_as_string(hide_password=True)!r}: genlab has no "
+            f"lock for {dialect!r} databases; allowed: sqlite, postgresql, mysql"
+        )
+
+
+def remove_lock_file(engine) -> None:
+    """A SQLite study's ``<db>.lock`` (``db_lock``), once this machine's workers are done: it
+    would otherwise stay in the study's folder, a DVC output."""
+    db = engine.url.database
+    if engine.dialect.name == "sqlite" and db and db != ":memory:":
+        Path(f"{db}.lock").unlink(missing_ok=True)
 
 
 def make_sampler(sweep: SweepCfg, seed: int):
@@ -171,7 +251,7 @@ def create_study(ctx: Context):
     sweep = ctx.sweep
     directions = ["minimize"] * len(sweep.objectives)
     study = optuna.create_study(
-        study_name=ctx.study_name, storage=make_storage(ctx.url, sweep), directions=directions,
+        study_name=ctx.study_name, storage=ctx.storage, directions=directions,
         load_if_exists=True,
     )  # fmt: skip
     if study.metric_names != sweep.objectives:  # optuna-dashboard's labels, not "Objective 0"
@@ -184,6 +264,30 @@ def create_study(ctx: Context):
 
 
 # ---------------------------------------------------------------- budget bookkeeping
+def budget_lock(ctx: Context) -> contextlib.AbstractContextManager:
+    """The study's lock in its storage (``db_lock``): held while the trials are counted and one
+    is created, queued, re-queued or failed as stale, so the count stays exact across workers
+    and machines."""
+    return db_lock(ctx.storage.engine, f"genlab:sweep:{ctx.study_name}")
+
+
+def claim_trial(study, ctx: Context):
+    """The next trial of the budget for this worker, or None when the study holds its budget.
+
+    Under ``budget_lock``: trials whose worker stopped sending heartbeats are failed and
+    re-queued, the trials using the budget are counted (``consumed``: finished or running,
+    not a dead one that was re-queued), and while they are fewer than the budget ``study.ask()``
+    pops the first queued trial (an arm of ``trials_per_arm``, a re-queued trial) or creates
+    one. The trial's number, and with it what the seeded sampler draws, is fixed here."""
+    import optuna
+
+    with budget_lock(ctx):
+        optuna.storages.fail_stale_trials(study)
+        if len(consumed(study.get_trials(deepcopy=False))) >= target(ctx):
+            return None
+        return study.ask()
+
+
 def retried_numbers(trials) -> set[int]:
     """Trials that failed because their worker died and were re-queued."""
     return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
@@ -218,7 +322,8 @@ def target(ctx: Context) -> int:
 
 def enqueue_arms(study, ctx: Context) -> int:
     """With ``trials_per_arm``, queue the missing trials of every arm (round robin), their arm
-    fixed, the rest left to the sampler; returns how many were queued."""
+    fixed, the rest left to the sampler; returns how many were queued. Call it under
+    ``budget_lock`` (two machines starting together would both queue the same arms)."""
     sweep = ctx.sweep
     if sweep.trials_per_arm is None:
         return 0
@@ -242,7 +347,8 @@ def enqueue_arms(study, ctx: Context) -> int:
 
 
 def requeue_interrupted(study) -> list[int]:
-    """Trials stopped by Ctrl-C are re-queued with their parameters, like a dead worker's."""
+    """Trials stopped by Ctrl-C are re-queued with their parameters, like a dead worker's. Call
+    it under ``budget_lock`` (each is re-queued once, whoever resumes first)."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)
@@ -276,3 +382,35 @@ def retrain_tasks(study, ctx: Context) -> list[tuple[int, int]]:
         for seed in ctx.sweep.seeds
         if seed != ctx.params.seed and f"{RETRAIN_PREFIX}{t.number}:{seed}" not in done
     ]
+
+
+def retrain_claims(study, ctx: Context) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The retrains still to run, split into (free, running elsewhere): a retrain is running
+    elsewhere while its claim's heartbeat is younger than ``grace`` seconds (wall clocks of the
+    machines must agree to well within ``grace``)."""
+    attrs, now = study.user_attrs, time.time()
+    free, busy = [], []
+    for number, seed in retrain_tasks(study, ctx):
+        claim = attrs.get(f"{CLAIM_PREFIX}{number}:{seed}")
+        alive = claim is not None and now - claim["beat"] <= ctx.sweep.grace
+        (busy if alive else free).append((number, seed))
+    return free, busy
+
+
+def claim_retrain(study, ctx: Context, owner: str) -> tuple[int, int] | None:
+    """The next free retrain (trial, seed), claimed for ``owner`` under ``budget_lock`` so that
+    each runs once across workers and machines; None when none is free. The claimant keeps its
+    claim alive with ``beat_retrain``; a claim silent for ``grace`` seconds is free again."""
+    with budget_lock(ctx):
+        free, _ = retrain_claims(study, ctx)
+        if not free:
+            return None
+        number, seed = free[0]
+        study.set_user_attr(f"{CLAIM_PREFIX}{number}:{seed}", {"owner": owner, "beat": time.time()})
+        return number, seed
+
+
+def beat_retrain(study, task: tuple[int, int], owner: str) -> None:
+    """Renew the claim on a retrain (called every ``heartbeat`` seconds while it runs)."""
+    number, seed = task
+    study.set_user_attr(f"{CLAIM_PREFIX}{number}:{seed}", {"owner": owner, "beat": time.time()})

@@ -1,15 +1,25 @@
 """Running a study: ``run_sweep`` tops the study up to its budget in one or more worker processes
 (spawned; each exits with its parent), waits for trials running elsewhere, retrains each arm's
 best over the seeds, writes the tables and keeps the study's MLflow parent run; and
-``dashboard_command``."""
+``dashboard_command``.
+
+Many machines: each runs ``genlab sweep STUDY --workers N`` on one shared storage. A worker
+claims one trial at a time (``storage.claim_trial``: count-then-create under a lock held by the
+database), so the study gets exactly its budget whoever runs what; retrains are claimed the same
+way (``storage.claim_retrain``). A killed machine's trials stop sending heartbeats: after
+``grace`` seconds any worker fails them and re-queues them with their parameters."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +29,18 @@ from genlab.sweeps.context import Context
 from genlab.sweeps.objective import Objective, TrialFailed, retrain
 from genlab.sweeps.space import SweepCfg, study_cfg
 from genlab.sweeps.storage import (
+    beat_retrain,
+    budget_lock,
+    claim_retrain,
+    claim_trial,
     consumed,
     create_study,
     enqueue_arms,
     fingerprint,
     public_url,
+    remove_lock_file,
     requeue_interrupted,
-    retrain_tasks,
+    retrain_claims,
     storage_url,
     study_dir,
     target,
@@ -56,22 +71,11 @@ def run_sweep(
     ctx = Context(params, name, root, f"{name}-{fingerprint(params, name, root)}", url)
     t_start = time.perf_counter()
     study = create_study(ctx)
-    parent = _parent_run(study, ctx)
+    with budget_lock(ctx):  # one parent run per study, also when machines start together
+        parent = _parent_run(study, ctx)
     try:
         _run_to_budget(ctx, study, workers, source, parent)
-        study = ctx.open()
-        tasks = retrain_tasks(study, ctx)
-        if tasks:
-            print(f"sweep {name}: retraining the best trial of each arm on seeds {sweep.seeds}")
-            if workers == 1:
-                for number, seed in tasks:
-                    retrain(ctx, number, seed, parent)
-            else:
-                _in_processes(
-                    [("retrain", (ctx.study_name, url, tasks[w::workers], parent, workers))
-                     for w in range(workers) if tasks[w::workers]],
-                    source, name,
-                )  # fmt: skip
+        _retrain_bests(ctx, workers, source, parent)
         tables = write_tables(ctx.open(), ctx)
     except BaseException as e:
         from genlab import tracking
@@ -80,6 +84,8 @@ def run_sweep(
         run.set_tags({"failure": f"{type(e).__name__}: {e}"[:5000]})
         run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
+    finally:
+        remove_lock_file(ctx.storage.engine)
     _finish_parent(parent, ctx, tables, time.perf_counter() - t_start)
     return tables
 
@@ -124,11 +130,13 @@ def _run_to_budget(ctx: Context, study, workers: int, source, parent: str | None
     import optuna
 
     sweep, waited = ctx.sweep, 0.0
-    requeued = requeue_interrupted(study)
-    queued = enqueue_arms(study, ctx)
+    with budget_lock(ctx):
+        requeued = requeue_interrupted(study)
+        queued = enqueue_arms(study, ctx)
     first = True
     while True:
-        optuna.storages.fail_stale_trials(ctx.open())
+        with budget_lock(ctx):
+            optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         remaining = max(0, target(ctx) - len(consumed(trials)))
         running = [t.number for t in trials if t.state.name == "RUNNING"]
@@ -167,24 +175,85 @@ def _run_to_budget(ctx: Context, study, workers: int, source, parent: str | None
         waited += sweep.heartbeat
 
 
+def _retrain_bests(ctx: Context, workers: int, source, parent: str | None) -> None:
+    """Retrain each arm's best over the seeds: workers claim the free retrains one by one, then
+    this machine waits for those running elsewhere (and runs them if their claims go stale)."""
+    sweep, announced = ctx.sweep, False
+    while True:
+        free, busy = retrain_claims(ctx.open(), ctx)
+        if free:
+            if not announced:
+                print(f"sweep {ctx.name}: retraining the best trial of each arm on seeds "
+                      f"{sweep.seeds}", flush=True)  # fmt: skip
+                announced = True
+            n = min(workers, len(free))
+            if n == 1:
+                run_retrains(ctx, parent)
+            else:
+                _in_processes([("retrain", (ctx.study_name, ctx.url, parent, n))] * n,
+                              source, ctx.name)  # fmt: skip
+            continue
+        if not busy:
+            return
+        time.sleep(sweep.heartbeat)
+
+
 # ---------------------------------------------------------------- one worker's trials
 def run_trials(ctx: Context, n: int, parent_run: str | None) -> None:
-    """One worker: at most ``n`` trials on the shared study."""
-    if n <= 0:
-        return
+    """One worker: claim a trial of the shared study (``claim_trial``, exact across machines),
+    run it while sending heartbeats, tell the storage its outcome; at most ``n`` trials, and
+    none once the study holds its budget. ``TrialFailed`` fails the trial and the worker goes
+    on; any other exception fails it and stops the worker."""
+    import optuna
+    from optuna.trial import TrialState
+
     study = ctx.open()
-    budget = target(ctx)
+    objective = Objective(ctx, parent_run)
+    for _ in range(n):
+        trial = claim_trial(study, ctx)
+        if trial is None:
+            return
+        values, state = None, TrialState.COMPLETE
+        beat = functools.partial(ctx.storage.record_heartbeat, trial._trial_id)  # as optimize does
+        with _beating(beat, ctx.sweep.heartbeat):
+            try:
+                values = objective(trial)
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except TrialFailed:
+                state = TrialState.FAIL
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+        _print_trial(study, study.tell(trial, values, state=state))
 
-    def stop_at_budget(study, trial) -> None:
-        """Workers on other machines share the storage: stop once the study has its trials."""
-        finished = [t for t in consumed(study.get_trials(deepcopy=False)) if t.state.is_finished()]
-        if len(finished) >= budget:
-            study.stop()
 
-    study.optimize(
-        Objective(ctx, parent_run), n_trials=n, catch=(TrialFailed,),
-        callbacks=[_print_trial, stop_at_budget],
-    )  # fmt: skip
+def run_retrains(ctx: Context, parent_run: str | None) -> None:
+    """One worker: claim free retrains (``claim_retrain``) and run them until none is free."""
+    study, owner = ctx.open(), f"{socket.gethostname()}:{os.getpid()}"
+    while (task := claim_retrain(study, ctx, owner)) is not None:
+        with _beating(lambda t=task: beat_retrain(study, t, owner), ctx.sweep.heartbeat):
+            retrain(ctx, *task, parent_run)
+
+
+@contextlib.contextmanager
+def _beating(beat: Callable[[], None], interval: float) -> Iterator[None]:
+    """Call ``beat`` now and every ``interval`` seconds from a thread, while inside."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            beat()
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _print_trial(study, trial) -> None:
@@ -217,8 +286,7 @@ def _worker_main(params_path: str, overrides: list[str], name: str, job: str, ar
     if job == "trials":
         run_trials(ctx, *args[2:4])
     else:
-        for number, seed in args[2]:
-            retrain(ctx, number, seed, args[3])
+        run_retrains(ctx, args[2])
 
 
 def _exit_with_parent(parent: int) -> None:
