@@ -146,9 +146,9 @@ def postgres():
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    cluster = PostgresCluster().start()
+    cluster = PostgresCluster()
     try:
-        yield cluster
+        yield cluster.start()
     finally:
         cluster.stop()
 

@@ -97,7 +97,7 @@ class PostgresCluster:
     def start(self) -> PostgresCluster:
         self._run(
             "initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
-            "--no-sync", "--no-instructions",
+            "--no-locale", "--no-sync", "--no-instructions",
         )  # fmt: skip
         options = (
             f"-c listen_addresses={self.host} -p {self.port} -k {self.dir} "

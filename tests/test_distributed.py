@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,43 @@ def test_world_shards_and_seeds():
 
     with pytest.raises(ConfigError, match=r"batch_size = 16 does not split into 3 processes"):
         World(rank=0, size=3).shard(16)
+    with pytest.raises(ConfigError, match=r"of at least 2 examples; allowed: a multiple of 16 "):
+        World(rank=0, size=16).shard(16)  # one example a process: batch norm cannot run
+
+
+def _peer_dies(rank: int, size: int, rendezvous: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
+                            world_size=size)  # fmt: skip
+    if rank == 1:
+        os._exit(3)  # a rank that crashes
+    from genlab.train.distributed import RankStopped
+
+    try:
+        World(rank=0, size=size).average([torch.ones(3)])
+        result = "no error"
+    except RankStopped as e:
+        result = f"RankStopped: {e}"
+    except Exception as e:  # noqa: BLE001 - recorded for the assertion
+        result = f"{type(e).__name__}: {e}"
+    Path(out, "rank0.txt").write_text(result)
+    os._exit(0)
+
+
+def test_a_collective_whose_peer_died_is_rank_stopped_not_a_backend_traceback(tmp_path: Path):
+    context = mp.start_processes(_peer_dies, args=(2, str(tmp_path / "rdzv"), str(tmp_path)),
+                                 nprocs=2, start_method="spawn", join=False)  # fmt: skip
+    try:
+        for _ in range(300):  # rank 0 notices rank 1's death within seconds
+            if (tmp_path / "rank0.txt").exists():
+                break
+            time.sleep(0.2)
+    finally:
+        for process in context.processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+    result = (tmp_path / "rank0.txt").read_text()
+    assert result.startswith("RankStopped: another process of this run stopped"), result
 
 
 # ---------------------------------------------------------------- genlab train --nproc 2
@@ -184,6 +222,12 @@ def test_nproc2_rank0_writes_same_bits_and_exact_resume(project: Path):
     assert "world_size 2 -> 1: resume with --nproc 2" in single.stderr
     assert "Traceback" not in single.stderr
     _assert_same(a, _snapshot(project, "dcgan_ns"))  # nothing damaged
+
+    # bad input found inside the processes (every rank): exit 2, its message, no traceback
+    nothing = _genlab(project, "train", "vae", "--nproc", "2", "--resume")
+    assert nothing.returncode == 2, nothing.stderr
+    assert "does not exist; run `genlab train` first" in nothing.stderr
+    assert "Traceback" not in nothing.stderr
 
 
 @pytest.mark.slow

@@ -48,6 +48,8 @@ def _rank(rank: int, size: int, rendezvous: str, out: str, raw: dict, root: str)
         world, results = World(rank=rank, size=size), {}
         for name in VARIANTS:
             cfg = params.variant(name)
+            if name == "vqvae":  # restart dead codes at steps 2 and 4 (stage 1 is steps 1-4)
+                cfg = cfg.model_copy(update={"restart_every": 2})
             train, _, meta = load_prepared(Path(root), cfg.dataset)
             trainer, batches, ema, _ = build_trainer(cfg, train, meta, 0, "cpu", 1, "none", world)
             for module in trainer.modules.values():

@@ -105,11 +105,12 @@ def run(args: argparse.Namespace) -> None:
     if getattr(args, "seed", None) is not None:
         params, args.variant = params.replica(args.variant, args.seed)
     if args.command == "train":
-        from genlab.train.distributed import current
+        from genlab.train import distributed
         from genlab.train.loop import train_variant
 
         out = train_variant(params, args.variant, root, resume=args.resume)
-        if current().main:  # under torchrun the other ranks say nothing
+        distributed.stop()  # under torchrun: leave the process group
+        if distributed.current().main:  # under torchrun the other ranks say nothing
             print(f"trained {args.variant}: {out['steps']} steps in {out['seconds']:.1f} s")
     elif args.command == "sample":
         from genlab.sample import sample_variant
@@ -169,6 +170,7 @@ class Exit(Exception):
 def _data_parallel(args: argparse.Namespace, params) -> None:
     """``genlab train V --nproc N``: checks what it can before starting, then runs ``genlab
     train V`` in N processes through torchrun (``genlab.train.distributed``)."""
+    from genlab import tracking
     from genlab.errors import ConfigError
     from genlab.train import distributed
 
@@ -180,6 +182,8 @@ def _data_parallel(args: argparse.Namespace, params) -> None:
     if args.seed is not None:
         params, name = params.replica(args.variant, args.seed)
     distributed.check_batch(params.variant(name).batch_size, args.nproc)  # unknown: ConfigError
+    _check_devices(params.device, args.nproc)
+    tracking.check_store(params.tracking, Path(args.params).resolve().parent)  # before N starts
     argv = ["--params", args.params]
     for override in args.overrides:
         argv += ["-S", override]
@@ -195,6 +199,22 @@ def _data_parallel(args: argparse.Namespace, params) -> None:
     if code:
         raise Exit(code)
     print(f"trained {name} on {args.nproc} processes")
+
+
+def _check_devices(device: str, nproc: int) -> None:
+    """One GPU per process on CUDA."""
+    from genlab.errors import ConfigError
+    from genlab.runtime import resolve_device
+
+    if resolve_device(device).type != "cuda":
+        return
+    import torch
+
+    if nproc > torch.cuda.device_count():
+        raise ConfigError(
+            f"--nproc = {nproc} on device cuda but this machine has {torch.cuda.device_count()} "
+            "GPU(s); allowed: one process per GPU (or device: cpu)"
+        )
 
 
 def usage_errors() -> tuple[type[BaseException], ...]:

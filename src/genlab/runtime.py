@@ -194,6 +194,28 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
+def _data_parallel() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def sum_over_processes(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed, in place, over the processes of a data-parallel run
+    (``genlab.train.distributed``); ``t`` unchanged in a single process. For a trainer that
+    edits its weights outside the optimizer from statistics of its shard (VQ-VAE's dead codes)."""
+    if _data_parallel():
+        torch.distributed.all_reduce(t)
+    return t
+
+
+def take_rank0(t: torch.Tensor) -> None:
+    """Rank 0's value of ``t`` into every process of a data-parallel run, in place (a trainer's
+    edit of its weights outside the optimizer, so that every process keeps the same model)."""
+    if _data_parallel():
+        torch.distributed.broadcast(t, src=0)
+
+
 __all__ = [
     "OptimizerCfg",
     "TrainingDiverged",
@@ -208,4 +230,6 @@ __all__ = [
     "make_optimizer",
     "resolve_device",
     "set_global_rng_state",
+    "sum_over_processes",
+    "take_rank0",
 ]

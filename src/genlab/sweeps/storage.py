@@ -161,13 +161,23 @@ def _schema_lock(url: str) -> Iterator[None]:
         engine.dispose()
 
 
+def sqlite_lock_path(db: str) -> Path:
+    """The lock file of the SQLite database ``db`` (``db_lock``)."""
+    import tempfile
+
+    digest = hashlib.sha256(str(Path(db).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"genlab-sweep-{digest}.lock"
+
+
 @contextlib.contextmanager
 def db_lock(engine, name: str) -> Iterator[None]:
     """An exclusive lock called ``name``, held by the database for every process and machine that
     shares it: PostgreSQL ``pg_advisory_xact_lock`` (released when its transaction ends, also
     when the holder is killed: the server drops its connection), MySQL ``GET_LOCK``. SQLite:
-    ``<db>.lock`` beside the database file (every process that can share a SQLite file sees the
-    same file locks; SQLite needs them itself). Waits as long as it takes."""
+    a lock file in the temporary folder named after the database's path (``sqlite_lock_path``;
+    the processes that can share a SQLite file share that folder; not beside the database, which
+    lives in a DVC output, and never deleted: a deleted lock file lets a second holder in).
+    Waits as long as it takes; not reentrant (a thread holding it must not take it again)."""
     from sqlalchemy import text
 
     dialect = engine.dialect.name
@@ -178,7 +188,7 @@ def db_lock(engine, name: str) -> Iterator[None]:
         if not db or db == ":memory:":  # one process only: nothing to share
             yield
             return
-        with FileLock(f"{db}.lock"):
+        with FileLock(sqlite_lock_path(db)):
             yield
     elif dialect == "postgresql":
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little", signed=True)
@@ -198,14 +208,6 @@ def db_lock(engine, name: str) -> Iterator[None]:
             f"sweep storage {engine.url.render_as_string(hide_password=True)!r}: genlab has no "
             f"lock for {dialect!r} databases; allowed: sqlite, postgresql, mysql"
         )
-
-
-def remove_lock_file(engine) -> None:
-    """A SQLite study's ``<db>.lock`` (``db_lock``), once this machine's workers are done: it
-    would otherwise stay in the study's folder, a DVC output."""
-    db = engine.url.database
-    if engine.dialect.name == "sqlite" and db and db != ":memory:":
-        Path(f"{db}.lock").unlink(missing_ok=True)
 
 
 def make_sampler(sweep: SweepCfg, seed: int):
@@ -278,14 +280,19 @@ def claim_trial(study, ctx: Context):
     re-queued, the trials using the budget are counted (``consumed``: finished or running,
     not a dead one that was re-queued), and while they are fewer than the budget ``study.ask()``
     pops the first queued trial (an arm of ``trials_per_arm``, a re-queued trial) or creates
-    one. The trial's number, and with it what the seeded sampler draws, is fixed here."""
+    one. The trial's number, and with it what the seeded sampler draws, is fixed here. Its first
+    heartbeat is recorded before the lock is released: a RUNNING trial without one would never
+    count as stale (Optuna skips it), so a worker killed right after claiming would leave it
+    RUNNING forever."""
     import optuna
 
     with budget_lock(ctx):
         optuna.storages.fail_stale_trials(study)
         if len(consumed(study.get_trials(deepcopy=False))) >= target(ctx):
             return None
-        return study.ask()
+        trial = study.ask()
+        ctx.storage.record_heartbeat(trial._trial_id)  # the private id, as Study.optimize uses
+        return trial
 
 
 def retried_numbers(trials) -> set[int]:

@@ -38,7 +38,6 @@ from genlab.sweeps.storage import (
     enqueue_arms,
     fingerprint,
     public_url,
-    remove_lock_file,
     requeue_interrupted,
     retrain_claims,
     storage_url,
@@ -84,8 +83,6 @@ def run_sweep(
         run.set_tags({"failure": f"{type(e).__name__}: {e}"[:5000]})
         run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    finally:
-        remove_lock_file(ctx.storage.engine)
     _finish_parent(parent, ctx, tables, time.perf_counter() - t_start)
     return tables
 
@@ -124,9 +121,10 @@ def _check_inputs(params, sweep: SweepCfg, name: str, root: Path) -> None:
 
 
 def _run_to_budget(ctx: Context, study, workers: int, source, parent: str | None) -> None:
-    """Run trials until the study holds its budget of finished trials. Trials RUNNING without a
-    live worker (killed elsewhere, within the grace period) are waited for until their heartbeat
-    is stale, then failed, re-queued and run."""
+    """Run trials until the study holds its budget of finished trials. Trials RUNNING elsewhere
+    are waited for as long as they run (their best may be an arm's best: the tables wait for
+    them); one whose worker died stops sending heartbeats, and after ``grace`` seconds it is
+    failed, re-queued and run here (every trial has a heartbeat from its claim on)."""
     import optuna
 
     sweep, waited = ctx.sweep, 0.0
@@ -161,9 +159,7 @@ def _run_to_budget(ctx: Context, study, workers: int, source, parent: str | None
                     source, ctx.name,
                 )  # fmt: skip
             continue
-        if not running or waited > sweep.grace + 3 * sweep.heartbeat:
-            if running:
-                print(f"sweep {ctx.name}: trials {running} are still RUNNING elsewhere")
+        if not running:
             return
         if waited == 0.0:
             print(
@@ -225,7 +221,9 @@ def run_trials(ctx: Context, n: int, parent_run: str | None) -> None:
             except BaseException:
                 study.tell(trial, state=TrialState.FAIL)
                 raise
-        _print_trial(study, study.tell(trial, values, state=state))
+        # state None on success: Optuna records a NaN value as FAIL (as Study.optimize did)
+        done = state if state != TrialState.COMPLETE else None
+        _print_trial(study, study.tell(trial, values, state=done))
 
 
 def run_retrains(ctx: Context, parent_run: str | None) -> None:
@@ -243,7 +241,11 @@ def _beating(beat: Callable[[], None], interval: float) -> Iterator[None]:
 
     def loop() -> None:
         while True:
-            beat()
+            try:
+                beat()
+            except Exception as e:  # noqa: BLE001 - a dropped connection: keep beating
+                print(f"genlab sweep: heartbeat failed ({type(e).__name__}: {e}); retrying",
+                      flush=True)  # fmt: skip
             if stop.wait(interval):
                 return
 

@@ -5,10 +5,15 @@ rank takes its own contiguous shard of the global batch of ``batch_size`` exampl
 order is the run's seeded permutation, the same on every rank) and draws its own noise (rank r
 seeds its generators with ``rank_seed(seed, r)``; rank 0 with the run's seed). Before every
 optimizer step the gradients are averaged over the ranks with one ``all_reduce`` per dtype, so
-every rank applies the same update to the same weights: the update of the global batch's mean
-loss. After each step the buffers (batch-norm statistics, StyleGAN's w average, ...) and the
+every rank applies the same update to the same weights: for a loss that is a mean over the
+batch, the update of the global batch (what is computed per shard stays per shard: batch-norm
+statistics, VQ-GAN's adaptive weight, the handwriting recogniser's gradient balance). After each
+step the buffers (batch-norm statistics, StyleGAN's w average, ...) and the
 parameters no optimizer updates (networks a trainer fits itself) are broadcast from rank 0, and
-the statistics are averaged over the ranks when they are read. Rank 0
+the statistics are averaged over the ranks when they are read (a mean loss becomes the global
+batch's; a gradient norm becomes the mean of the shards' norms). A trainer that edits its
+weights outside the optimizer from its shard (VQ-VAE's dead-code restarts) sums its counts over
+the ranks and keeps rank 0's edit (``genlab.runtime.sum_over_processes``, ``take_rank0``). Rank 0
 alone writes the statistics, the checkpoints, ``model.pt`` and the MLflow run; a checkpoint also
 holds every other rank's RNG and trainer state, so a resumed run continues exactly.
 
@@ -31,9 +36,10 @@ size is another run (other shards, other noise): its checkpoint refuses to resum
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,12 +84,14 @@ class World:
     def broadcast(self, tensors: Iterable[Tensor]) -> None:
         """Rank 0's values into every rank's ``tensors`` (in place)."""
         if self.active:
-            _coalesced(list(tensors), lambda flat: dist.broadcast(flat, src=0))
+            with _peers():
+                _coalesced(list(tensors), lambda flat: dist.broadcast(flat, src=0))
 
     def average(self, tensors: Iterable[Tensor]) -> None:
         """Every rank's ``tensors`` replaced, in place, by their mean over the ranks."""
         if self.active:
-            _coalesced(list(tensors), self._mean)
+            with _peers():
+                _coalesced(list(tensors), self._mean)
 
     def _mean(self, flat: Tensor) -> None:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
@@ -94,12 +102,21 @@ class World:
         if not self.active:
             return [obj]
         out: list[Any] = [None] * self.size
-        dist.all_gather_object(out, obj)
+        with _peers():
+            dist.all_gather_object(out, obj)
         return out
 
     def barrier(self) -> None:
         if self.active:
-            dist.barrier()
+            with _peers():
+                dist.barrier()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the backend reduces: the process's GPU under NCCL, else the CPU."""
+        if self.active and dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
 
     # ------------------------------------------------------------ training hooks
     def synchronize(self, modules: Iterable[nn.Module]) -> None:
@@ -142,10 +159,12 @@ def rank_seed(seed: int, rank: int) -> int:
 
 
 def check_batch(batch_size: int, size: int) -> None:
-    if batch_size % size:
+    """The global batch must split evenly, at least 2 examples a process (batch norm)."""
+    if batch_size % size or batch_size < 2 * size:
         raise ConfigError(
-            f"batch_size = {batch_size} does not split into {size} processes (--nproc {size}); "
-            f"allowed: a batch_size that is a multiple of {size}, or another --nproc"
+            f"batch_size = {batch_size} does not split into {size} processes (--nproc {size}) of "
+            f"at least 2 examples; allowed: a multiple of {size} from {2 * size}, or another "
+            "--nproc"
         )
 
 
@@ -181,12 +200,40 @@ def start(device: torch.device) -> World:
     return world
 
 
-class RankStopped(RuntimeError):
-    """SIGTERM from torchrun (another rank failed): rank 0 marks its run and exits."""
+class RankStopped(Exception):
+    """Another process of the run stopped (its collective failed), or torchrun stopped this
+    one (SIGTERM): rank 0 marks its run and exits 1 with one line, no traceback. Not a
+    RuntimeError, which some callers read as a bad checkpoint."""
 
 
 def _stopped(signum: int, frame: Any) -> None:
-    raise RankStopped("stopped by torchrun (SIGTERM): another process of this run failed")
+    raise RankStopped(
+        "stopped by torchrun (SIGTERM): another process of this run failed, or the run was stopped"
+    )
+
+
+@contextlib.contextmanager
+def _peers() -> Iterator[None]:
+    """A collective whose peer died (gloo: "Connection closed by peer", NCCL: a DistBackendError)
+    becomes RankStopped naming that, instead of a backend traceback."""
+    try:
+        yield
+    except RuntimeError as e:
+        reason = " ".join(str(e).split())[:200]
+        raise RankStopped(f"another process of this run stopped ({reason})") from None
+
+
+def ignore_stop() -> None:
+    """Rank 0 handling a failure: torchrun's SIGTERM must not interrupt the cleanup (marking
+    the MLflow run, keeping the checkpoint); torchrun kills it after its grace period anyway."""
+    if current().active and current().main:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def stop() -> None:
+    """Leave the process group (at the end of a data-parallel command)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _coalesced(tensors: list[Tensor], op: Callable[[Tensor], None]) -> None:
@@ -206,6 +253,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     """Run ``genlab <argv>`` in ``nproc`` processes on this machine through torchrun
     (``--standalone``: a local rendezvous on a free port); returns the exit code: 0, or the
     first failing rank's (2 for bad input)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -217,9 +265,11 @@ def launch(nproc: int, argv: list[str]) -> int:
     )
     try:
         run(args)
-    except ChildFailedError as e:
+    except ChildFailedError as e:  # bad input on any rank wins: its message says what to fix
         codes = [f.exitcode for _, f in sorted(e.failures.items())]
-        return next((c for c in codes if c > 0), 1)
+        return 2 if 2 in codes else next((c for c in codes if c > 0), 1)
+    except SignalException as e:  # Ctrl-C or a kill of the launcher (passed on to the ranks)
+        return 128 + int(e.sigval)
     return 0
 
 

@@ -93,7 +93,8 @@ def read_stats(rows: list[dict[str, Any]], world: World = SINGLE) -> None:
     value exactly), an integer tensor an int.
 
     In data-parallel training (``world.active``) every statistic, numbers included, becomes its
-    mean over the ranks: the statistic of the global batch (every rank has the same keys)."""
+    mean over the ranks (every rank has the same keys): a mean loss becomes the global batch's,
+    a gradient norm the mean of the shards' norms."""
     if world.active:
         return _read_mean(rows, world)
     found = [(row, k, v) for row in rows for k, v in row.items() if isinstance(v, torch.Tensor)]
@@ -111,15 +112,12 @@ def _read_mean(rows: list[dict[str, Any]], world: World) -> None:
     ]  # fmt: skip
     if not found:
         return
-    device = next((v.device for _, _, v in found if isinstance(v, torch.Tensor)), None)
     values = torch.stack([
-        v.detach().reshape(()).to(torch.float64) if isinstance(v, torch.Tensor)
-        else torch.tensor(float(v), dtype=torch.float64)
+        v.detach().reshape(()).to(world.device, torch.float64) if isinstance(v, torch.Tensor)
+        else torch.tensor(float(v), dtype=torch.float64, device=world.device)
         for _, _, v in found
     ])  # fmt: skip
-    if device is not None and device.type == "cuda":  # NCCL reduces device tensors
-        values = values.to(device)
-    world.average([values])
+    world.average([values])  # on the backend's device: NCCL reduces GPU tensors
     for (row, k, v), x in zip(found, values.cpu().tolist(), strict=True):
         is_float = v.is_floating_point() if isinstance(v, torch.Tensor) else isinstance(v, float)
         row[k] = x if is_float else round(x)
@@ -381,7 +379,8 @@ def train_variant(
         write_json(paths["p_run"], {"run_id": run.run_id, "variant": name, "seconds": seconds})
         _publish(paths)
     except BaseException as e:
-        _fail(e, run, paths, name, step)
+        distributed.ignore_stop()  # data-parallel: torchrun's SIGTERM must not cut the cleanup
+        _fail(e, run, paths, name, step, world)
         raise
     run.end("FINISHED")
     return {"run_id": run.run_id, "steps": cfg.steps, "seconds": seconds}
@@ -443,7 +442,14 @@ def _publish(paths: dict[str, Path]) -> None:
     replace_dir(paths["partial"], paths["dir"])
 
 
-def _fail(error: BaseException, run, paths: dict[str, Path], name: str, step: int) -> None:
+def _fail(
+    error: BaseException,
+    run,
+    paths: dict[str, Path],
+    name: str,
+    step: int,
+    world: World = SINGLE,
+) -> None:
     """End the run FAILED (KILLED on an interrupt) with the reason; delete the partial run
     unless it can be resumed (it has a checkpoint and did not diverge)."""
     kept = paths["dir"].exists()
@@ -451,8 +457,9 @@ def _fail(error: BaseException, run, paths: dict[str, Path], name: str, step: in
     if not resumable:
         shutil.rmtree(paths["partial"], ignore_errors=True)
     reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    nproc = f" --nproc {world.size}" if world.active else ""
     where = (
-        f"; resume with `genlab train {name} --resume`" if resumable
+        f"; resume with `genlab train {name} --resume{nproc}`" if resumable
         else "; the partial run was deleted"
     )  # fmt: skip
     if kept:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from genlab.data.stream import BatchStream
 from genlab.errors import CheckpointError
 from genlab.nets.vqvae import VQ_ARCHS, VQ_LOSSES, VQVAE, code_cross_entropy
-from genlab.runtime import autocast, grad_norm, make_optimizer
+from genlab.runtime import autocast, grad_norm, make_optimizer, sum_over_processes, take_rank0
 
 
 @torch.no_grad()
@@ -81,7 +81,10 @@ class VQVAETrainer:
         restarted = 0
         every = self.cfg.restart_every
         if every and self.step_count % every == 0:
-            restarted = restart_dead_codes(self.model.codebook, self.usage, out.z_e, self.noise)
+            # data-parallel: every process's code counts, and rank 0's restarted codes kept
+            usage = sum_over_processes(self.usage)
+            restarted = restart_dead_codes(self.model.codebook, usage, out.z_e, self.noise)
+            take_rank0(self.model.codebook.weight.data)
             self.usage.zero_()
         with torch.no_grad(), autocast(self.device, self.cfg.precision):
             prior = self.prior_loss(out.indices, y)  # the prior's baseline, for the curves
