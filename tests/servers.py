@@ -73,7 +73,9 @@ class PostgresCluster:
         if reason is not None:
             raise RuntimeError(reason)
         self.bindir = postgres_bindir()
-        self.dir = Path(tempfile.mkdtemp(prefix="genlab-pg-"))
+        # as root the server runs as nobody, who must reach its folder: /tmp, not a private TMPDIR
+        parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+        self.dir = Path(tempfile.mkdtemp(prefix="genlab-pg-", dir=parent))
         self.data = self.dir / "data"
         self.port = free_port()
         self.host = "127.0.0.1"
