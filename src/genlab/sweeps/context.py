@@ -45,9 +45,22 @@ class Context:
             sampler=make_sampler(self.sweep, self.params.seed), pruner=make_pruner(self.sweep),
         )  # fmt: skip
 
+    @cached_property
+    def stale_runs(self) -> list[str | None]:
+        """MLflow runs of trials just failed as stale, to be ended by ``end_stale_runs``."""
+        return []
+
     def _end_stale_run(self, trial) -> None:
+        """Optuna's stale-trial callback, called under the study's storage lock: it only notes
+        the trial's MLflow run, so that a slow tracking server does not hold up every machine's
+        claims; ``end_stale_runs`` ends it once the lock is released."""
+        self.stale_runs.append(trial.user_attrs.get("mlflow_run"))
+
+    def end_stale_runs(self) -> None:
+        """End the noted runs of stale trials FAILED with the reason (outside the lock)."""
         from genlab import tracking
 
-        run = tracking.reopen(self.params.tracking, self.root, trial.user_attrs.get("mlflow_run"))
-        run.set_tags({"optuna.state": "FAIL", "failure": "worker stopped sending heartbeats"})
-        run.end("FAILED")
+        while self.stale_runs:
+            run = tracking.reopen(self.params.tracking, self.root, self.stale_runs.pop(0))
+            run.set_tags({"optuna.state": "FAIL", "failure": "worker stopped sending heartbeats"})
+            run.end("FAILED")

@@ -286,13 +286,14 @@ def claim_trial(study, ctx: Context):
     RUNNING forever."""
     import optuna
 
+    trial = None
     with budget_lock(ctx):
         optuna.storages.fail_stale_trials(study)
-        if len(consumed(study.get_trials(deepcopy=False))) >= target(ctx):
-            return None
-        trial = study.ask()
-        ctx.storage.record_heartbeat(trial._trial_id)  # the private id, as Study.optimize uses
-        return trial
+        if len(consumed(study.get_trials(deepcopy=False))) < target(ctx):
+            trial = study.ask()
+            ctx.storage.record_heartbeat(trial._trial_id)  # the private id, as optimize uses
+    ctx.end_stale_runs()  # MLflow, after the lock
+    return trial
 
 
 def retried_numbers(trials) -> set[int]:

@@ -135,6 +135,7 @@ def _run_to_budget(ctx: Context, study, workers: int, source, parent: str | None
     while True:
         with budget_lock(ctx):
             optuna.storages.fail_stale_trials(study)
+        ctx.end_stale_runs()  # MLflow, after the lock
         trials = study.get_trials(deepcopy=False)
         remaining = max(0, target(ctx) - len(consumed(trials)))
         running = [t.number for t in trials if t.state.name == "RUNNING"]
