@@ -95,29 +95,20 @@ def read_stats(rows: list[dict[str, Any]], world: World = SINGLE) -> None:
     In data-parallel training (``world.active``) every statistic, numbers included, becomes its
     mean over the ranks (every rank has the same keys): a mean loss becomes the global batch's,
     a gradient norm the mean of the shards' norms."""
-    if world.active:
-        return _read_mean(rows, world)
-    found = [(row, k, v) for row in rows for k, v in row.items() if isinstance(v, torch.Tensor)]
-    if not found:
-        return
-    values = torch.stack([v.detach().reshape(()).to(torch.float64) for _, _, v in found])
-    for (row, k, v), x in zip(found, values.cpu().tolist(), strict=True):
-        row[k] = x if v.is_floating_point() else int(x)
-
-
-def _read_mean(rows: list[dict[str, Any]], world: World) -> None:
+    numbers = torch.Tensor | int | float if world.active else torch.Tensor
     found = [
         (row, k, v) for row in rows for k, v in row.items()
-        if isinstance(v, torch.Tensor | int | float) and not isinstance(v, bool)
+        if isinstance(v, numbers) and not isinstance(v, bool)
     ]  # fmt: skip
     if not found:
         return
+    device = world.device if world.active else None  # NCCL reduces GPU tensors
     values = torch.stack([
-        v.detach().reshape(()).to(world.device, torch.float64) if isinstance(v, torch.Tensor)
-        else torch.tensor(float(v), dtype=torch.float64, device=world.device)
+        v.detach().reshape(()).to(device, torch.float64) if isinstance(v, torch.Tensor)
+        else torch.tensor(float(v), dtype=torch.float64, device=device)
         for _, _, v in found
     ])  # fmt: skip
-    world.average([values])  # on the backend's device: NCCL reduces GPU tensors
+    world.average([values])  # a no-op in a single process
     for (row, k, v), x in zip(found, values.cpu().tolist(), strict=True):
         is_float = v.is_floating_point() if isinstance(v, torch.Tensor) else isinstance(v, float)
         row[k] = x if is_float else round(x)
@@ -358,8 +349,9 @@ def train_variant(
             module.train()
         try:
             t0 = time.perf_counter() - seconds
-            read_every = math.gcd(cfg.log_every, cfg.checkpoint_every)
-            steps = training_steps(trainer, batches, ema, start, cfg.steps, name, read_every, world)
+            steps = training_steps(
+                trainer, batches, ema, start, cfg.steps, name, _read_every(cfg), world
+            )
             for step, stats in steps:
                 seconds = time.perf_counter() - t0
                 stats_writer.add(step, stats, round(seconds, 4))
@@ -386,13 +378,18 @@ def train_variant(
     return {"run_id": run.run_id, "steps": cfg.steps, "seconds": seconds}
 
 
+def _read_every(cfg) -> int:
+    """Statistics are read (and checked) at every log and every checkpoint step."""
+    return math.gcd(cfg.log_every, cfg.checkpoint_every)
+
+
 def _train_rank(trainer, batches, ema, cfg, name: str, start: int, world: World) -> dict:
     """Rank r > 0 of a data-parallel run: the same steps, its share of every collective (the
     checkpoints' state gathering included), no writes."""
-    read_every = math.gcd(cfg.log_every, cfg.checkpoint_every)
     for module in trainer.modules.values():
         module.train()
-    for step, _ in training_steps(trainer, batches, ema, start, cfg.steps, name, read_every, world):
+    steps = training_steps(trainer, batches, ema, start, cfg.steps, name, _read_every(cfg), world)
+    for step, _ in steps:
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _rank_states(trainer, world)
     return {"run_id": None, "steps": cfg.steps, "seconds": 0.0}
